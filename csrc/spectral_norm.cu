@@ -1,0 +1,374 @@
+// Grouped spectral norm in CUDA C++: the same work decomposition and tables as the Triton kernels
+// (fastgan/kernels/spectral_norm.py and spectral_norm_plan.py, whose docstrings describe them).
+//
+// One power iteration over every weight of a group is three launches:
+//   rows pass      y = W v          one block per band of rows, one warp per row, all columns;
+//   column pass    z = W^T y        one block per COLS_TILE columns x one block of rows, a partial z per block;
+//   finalize       u, v, sigma      one block per weight, partial z summed in a fixed order (deterministic).
+// The normalisation W/sigma and its backward are grouped elementwise kernels over ELEM_TILE-element tiles.
+#include "common.cuh"
+#include "ops.h"
+
+namespace fastgan {
+namespace sn {
+
+// Field indices of the tables; must match spectral_norm_plan.py (checked by the tests through layout()).
+enum Meta : int {
+  W_PTR,
+  U_PTR,
+  V_PTR,
+  R,
+  C,
+  SR,
+  SC,
+  Q,
+  SO,
+  Y_OFF,
+  ZP_OFF,
+  N_RB,
+  ROWS_PER_TILE,
+  ROWS_PER_CTILE,
+  SU_OFF,
+  SV_OFF,
+  NF
+};
+enum EMeta : int { E_W_PTR, E_NUMEL, E_FLAT_OFF, E_H, E_Q, E_SU_OFF, E_SV_OFF, E_TILE0, E_NTILES, E_ALIGNED, NE };
+constexpr int COLS_TILE = 128;
+constexpr int ELEM_TILE = 8192;
+constexpr int FLAT_ALIGN = 16;
+
+constexpr int ROWS_THREADS = 256;  // 8 warps, one row each at a time
+constexpr int COLS_TX = 32, COLS_TY = 8, COLS_PER_THREAD = COLS_TILE / COLS_TX;
+constexpr int FIN_THREADS = 512;
+constexpr int ELEM_THREADS = 256;
+
+template <typename T>
+__device__ __forceinline__ const T* as_ptr(int64_t p) {
+  return reinterpret_cast<const T*>(static_cast<uintptr_t>(p));
+}
+
+// Offset of column c of a weight whose columns are (c / Q, c % Q) with strides (SO, SC).
+template <bool HAS_OUTER>
+__device__ __forceinline__ int64_t col_offset(int64_t c, int64_t q, int64_t so, int64_t sc) {
+  if (HAS_OUTER) {
+    const int64_t a = c / q;
+    return a * so + (c - a * q) * sc;
+  }
+  return c * sc;
+}
+
+template <typename T, bool HAS_OUTER, bool UNIT_SC>
+__global__ void __launch_bounds__(ROWS_THREADS)
+    rows_kernel(const int64_t* __restrict__ meta, const int64_t* __restrict__ tiles, float* __restrict__ scratch) {
+  const int64_t* m = meta + tiles[2 * blockIdx.x] * NF;
+  const int64_t r0 = tiles[2 * blockIdx.x + 1];
+  const T* w = as_ptr<T>(m[W_PTR]);
+  const float* x = as_ptr<float>(m[V_PTR]);
+  const int64_t rows = m[R], cols = m[C], sr = m[SR], sc = m[SC], q = m[Q], so = m[SO];
+  const int64_t r_end = min(r0 + m[ROWS_PER_TILE], rows);
+  float* y = scratch + m[Y_OFF];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  constexpr int VW = vec_width<T>();
+  for (int64_t r = r0 + warp; r < r_end; r += ROWS_THREADS / 32) {
+    const T* row = w + r * sr;
+    float acc = 0.f;
+    int64_t c0 = 0;
+    if (UNIT_SC && !HAS_OUTER && aligned16(row)) {
+      const int64_t cv = cols / VW * VW;
+      for (int64_t c = lane * VW; c < cv; c += 32 * VW) {
+        const Vec<T> wv = *reinterpret_cast<const Vec<T>*>(row + c);
+#pragma unroll
+        for (int j = 0; j < VW; ++j) acc += to_float(wv.v[j]) * __ldg(x + c + j);
+      }
+      c0 = cv;
+    }
+    for (int64_t c = c0 + lane; c < cols; c += 32) {
+      acc += to_float(row[UNIT_SC && !HAS_OUTER ? c : col_offset<HAS_OUTER>(c, q, so, sc)]) * __ldg(x + c);
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) y[r] = acc;
+  }
+}
+
+template <typename T, bool HAS_OUTER, bool UNIT_SC>
+__global__ void __launch_bounds__(COLS_TX* COLS_TY)
+    cols_kernel(const int64_t* __restrict__ meta, const int64_t* __restrict__ tiles, float* __restrict__ scratch) {
+  __shared__ float red[COLS_TY][COLS_TILE];
+  const int64_t* m = meta + tiles[3 * blockIdx.x] * NF;
+  const int64_t c0 = tiles[3 * blockIdx.x + 1], rb = tiles[3 * blockIdx.x + 2];
+  const T* w = as_ptr<T>(m[W_PTR]);
+  const int64_t rows = m[R], cols = m[C], sr = m[SR], sc = m[SC], q = m[Q], so = m[SO], rpc = m[ROWS_PER_CTILE];
+  const float* y = scratch + m[Y_OFF];
+  float* zp = scratch + m[ZP_OFF] + rb * cols;
+  const int64_t r_start = rb * rpc, r_end = min(r_start + rpc, rows);
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t cbase = c0 + tx * COLS_PER_THREAD;  // this thread's COLS_PER_THREAD consecutive columns
+  int64_t coff[COLS_PER_THREAD];
+#pragma unroll
+  for (int j = 0; j < COLS_PER_THREAD; ++j) coff[j] = col_offset<HAS_OUTER>(cbase + j, q, so, sc);
+  float acc[COLS_PER_THREAD] = {};
+  const bool full = cbase + COLS_PER_THREAD <= cols;
+  for (int64_t r = r_start + ty; r < r_end; r += COLS_TY) {
+    const float yr = y[r];
+    const T* row = w + r * sr;
+    if (UNIT_SC && !HAS_OUTER && full && sizeof(T) * COLS_PER_THREAD >= 8 &&
+        (reinterpret_cast<uintptr_t>(row + cbase) & (sizeof(T) * COLS_PER_THREAD - 1)) == 0) {
+      // COLS_PER_THREAD consecutive values in one 8- or 16-byte load
+      struct alignas(sizeof(T) * COLS_PER_THREAD) Pack {
+        T v[COLS_PER_THREAD];
+      };
+      const Pack p = *reinterpret_cast<const Pack*>(row + cbase);
+#pragma unroll
+      for (int j = 0; j < COLS_PER_THREAD; ++j) acc[j] += to_float(p.v[j]) * yr;
+    } else {
+#pragma unroll
+      for (int j = 0; j < COLS_PER_THREAD; ++j) {
+        if (cbase + j < cols) acc[j] += to_float(row[coff[j]]) * yr;
+      }
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < COLS_PER_THREAD; ++j) red[ty][tx * COLS_PER_THREAD + j] = acc[j];
+  __syncthreads();
+  const int t = ty * COLS_TX + tx;
+  if (t < COLS_TILE) {
+    float s = 0.f;
+#pragma unroll
+    for (int k = 0; k < COLS_TY; ++k) s += red[k][t];
+    if (c0 + t < cols) zp[c0 + t] = s;
+  }
+}
+
+template <bool EVAL>
+__global__ void __launch_bounds__(FIN_THREADS)
+    finalize_kernel(const int64_t* __restrict__ meta, float* __restrict__ scratch, float* __restrict__ state,
+                    float eps) {
+  __shared__ float smem[32];
+  const int64_t g = blockIdx.x;
+  const int64_t* m = meta + g * NF;
+  float* u = reinterpret_cast<float*>(static_cast<uintptr_t>(m[U_PTR]));
+  float* v = reinterpret_cast<float*>(static_cast<uintptr_t>(m[V_PTR]));
+  const int64_t rows = m[R], cols = m[C], n_rb = m[N_RB];
+  const float* y = scratch + m[Y_OFF];
+  float* zp = scratch + m[ZP_OFF];
+  float* su = state + m[SU_OFF];
+  float* sv = state + m[SV_OFF];
+  float acc = 0.f;
+  if constexpr (EVAL) {
+    for (int64_t r = threadIdx.x; r < rows; r += FIN_THREADS) {
+      acc += u[r] * y[r];
+      su[r] = u[r];
+    }
+    for (int64_t c = threadIdx.x; c < cols; c += FIN_THREADS) sv[c] = v[c];
+    const float sigma = block_sum(acc, smem);
+    if (threadIdx.x == 0) state[g] = sigma;
+  } else {
+    for (int64_t r = threadIdx.x; r < rows; r += FIN_THREADS) acc += y[r] * y[r];
+    const float s_y = fmaxf(sqrtf(block_sum(acc, smem)), eps);
+    for (int64_t r = threadIdx.x; r < rows; r += FIN_THREADS) {
+      const float ur = y[r] / s_y;
+      u[r] = ur;
+      su[r] = ur;
+    }
+    float zacc = 0.f;
+    for (int64_t c = threadIdx.x; c < cols; c += FIN_THREADS) {
+      float z = 0.f;
+      for (int64_t b = 0; b < n_rb; ++b) z += zp[b * cols + c];
+      z /= s_y;
+      zp[c] = z;  // the first partial row now holds z' (same thread reads it back below)
+      zacc += z * z;
+    }
+    const float nz2 = block_sum(zacc, smem);
+    const float s_z = fmaxf(sqrtf(nz2), eps);
+    for (int64_t c = threadIdx.x; c < cols; c += FIN_THREADS) {
+      const float vc = zp[c] / s_z;
+      v[c] = vc;
+      sv[c] = vc;
+    }
+    if (threadIdx.x == 0) state[g] = nz2 / s_z;
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(ELEM_THREADS)
+    scale_kernel(const int64_t* __restrict__ emeta, const int64_t* __restrict__ tiles, const float* __restrict__ state,
+                 T* __restrict__ out) {
+  const int64_t g = tiles[2 * blockIdx.x], start = tiles[2 * blockIdx.x + 1];
+  const int64_t* m = emeta + g * NE;
+  const T* w = as_ptr<T>(m[E_W_PTR]);
+  const int64_t numel = m[E_NUMEL];
+  T* o = out + m[E_FLAT_OFF];
+  const float sigma = state[g];
+  const int64_t padded = (numel + FLAT_ALIGN - 1) / FLAT_ALIGN * FLAT_ALIGN;
+  const int64_t end = min(start + ELEM_TILE, padded);
+  constexpr int VW = vec_width<T>();
+  if (m[E_ALIGNED] && aligned16(o) && start + ELEM_TILE <= numel) {  // a full tile: 16-byte accesses
+    for (int64_t i = start + threadIdx.x * VW; i < end; i += ELEM_THREADS * VW) {
+      const Vec<T> wv = *reinterpret_cast<const Vec<T>*>(w + i);
+      Vec<T> ov;
+#pragma unroll
+      for (int j = 0; j < VW; ++j) ov.v[j] = from_float<T>(to_float(wv.v[j]) / sigma);
+      *reinterpret_cast<Vec<T>*>(o + i) = ov;
+    }
+    return;
+  }
+  for (int64_t i = start + threadIdx.x; i < end; i += ELEM_THREADS) {  // padding up to the next weight: zeros
+    o[i] = i < numel ? from_float<T>(to_float(w[i]) / sigma) : from_float<T>(0.f);
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(ELEM_THREADS)
+    dot_kernel(const int64_t* __restrict__ emeta, const int64_t* __restrict__ tiles, const T* __restrict__ grad,
+               float* __restrict__ partials) {
+  __shared__ float smem[32];
+  const int64_t g = tiles[2 * blockIdx.x], start = tiles[2 * blockIdx.x + 1];
+  const int64_t* m = emeta + g * NE;
+  const T* w = as_ptr<T>(m[E_W_PTR]);
+  const T* gr = grad + m[E_FLAT_OFF];
+  const int64_t end = min(start + ELEM_TILE, m[E_NUMEL]);
+  float acc = 0.f;
+  for (int64_t i = start + threadIdx.x; i < end; i += ELEM_THREADS) acc += to_float(w[i]) * to_float(gr[i]);
+  acc = block_sum(acc, smem);
+  if (threadIdx.x == 0) partials[blockIdx.x] = acc;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(ELEM_THREADS)
+    grad_kernel(const int64_t* __restrict__ emeta, const int64_t* __restrict__ tiles, const T* __restrict__ grad,
+                const float* __restrict__ partials, const float* __restrict__ state, T* __restrict__ dw) {
+  __shared__ float smem[32];
+  const int64_t t = gridDim.x - 1 - blockIdx.x;  // reverse of the dot pass: reuse what L2 still holds
+  const int64_t g = tiles[2 * t], start = tiles[2 * t + 1];
+  const int64_t* m = emeta + g * NE;
+  const int64_t numel = m[E_NUMEL], tile0 = m[E_TILE0], n_tiles = m[E_NTILES];
+  const uint32_t h = static_cast<uint32_t>(m[E_H]), q = static_cast<uint32_t>(m[E_Q]);  // numel < 2^31
+  const float* su = state + m[E_SU_OFF];
+  const float* sv = state + m[E_SV_OFF];
+  const T* gr = grad + m[E_FLAT_OFF];
+  T* d = dw + m[E_FLAT_OFF];
+  float acc = 0.f;
+  for (int64_t p = threadIdx.x; p < n_tiles; p += ELEM_THREADS) acc += partials[tile0 + p];
+  const float gw = block_sum(acc, smem);
+  const float inv = 1.f / state[g];
+  const float coef = gw * inv * inv;
+  const int64_t padded = (numel + FLAT_ALIGN - 1) / FLAT_ALIGN * FLAT_ALIGN;
+  const int64_t end = min(start + ELEM_TILE, padded);
+  for (int64_t i = start + threadIdx.x; i < end; i += ELEM_THREADS) {
+    float val = 0.f;
+    if (i < numel) {
+      const uint32_t i32 = static_cast<uint32_t>(i), a = i32 / q, r = a % h, c = (a / h) * q + (i32 - a * q);
+      val = to_float(gr[i]) * inv - coef * su[r] * sv[c];
+    }
+    d[i] = from_float<T>(val);
+  }
+}
+
+}  // namespace sn
+
+void sn_power_iteration(uintptr_t meta, uintptr_t rows_tiles, int64_t n_rows_tiles, uintptr_t cols_tiles,
+                        int64_t n_cols_tiles, int64_t groups, uintptr_t scratch, uintptr_t state, int64_t n_iter,
+                        double eps, int dtype, bool has_outer, bool unit_sc, int device, uintptr_t stream) {
+  using namespace sn;
+  set_device(device);
+  auto s = reinterpret_cast<cudaStream_t>(stream);
+  auto* mt = reinterpret_cast<const int64_t*>(meta);
+  auto* rt = reinterpret_cast<const int64_t*>(rows_tiles);
+  auto* ct = reinterpret_cast<const int64_t*>(cols_tiles);
+  auto* scr = reinterpret_cast<float*>(scratch);
+  auto* st = reinterpret_cast<float*>(state);
+  dispatch_dtype(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    auto launch = [&](auto rows_k, auto cols_k) {
+      for (int64_t it = 0; it < (n_iter > 0 ? n_iter : 1); ++it) {
+        rows_k<<<n_rows_tiles, ROWS_THREADS, 0, s>>>(mt, rt, scr);
+        check_launch("spectral norm rows pass");
+        if (n_iter > 0) {
+          cols_k<<<n_cols_tiles, dim3(COLS_TX, COLS_TY), 0, s>>>(mt, ct, scr);
+          check_launch("spectral norm column pass");
+          finalize_kernel<false><<<groups, FIN_THREADS, 0, s>>>(mt, scr, st, static_cast<float>(eps));
+        } else {
+          finalize_kernel<true><<<groups, FIN_THREADS, 0, s>>>(mt, scr, st, static_cast<float>(eps));
+        }
+        check_launch("spectral norm finalize");
+      }
+    };
+    if (has_outer)
+      launch(rows_kernel<T, true, true>, cols_kernel<T, true, true>);
+    else if (unit_sc)
+      launch(rows_kernel<T, false, true>, cols_kernel<T, false, true>);
+    else
+      launch(rows_kernel<T, false, false>, cols_kernel<T, false, false>);
+  });
+}
+
+void sn_normalize(uintptr_t emeta, uintptr_t tiles, int64_t n_tiles, uintptr_t state, uintptr_t out, int dtype,
+                  int device, uintptr_t stream) {
+  using namespace sn;
+  set_device(device);
+  auto s = reinterpret_cast<cudaStream_t>(stream);
+  dispatch_dtype(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    scale_kernel<T><<<n_tiles, ELEM_THREADS, 0, s>>>(reinterpret_cast<const int64_t*>(emeta),
+                                                     reinterpret_cast<const int64_t*>(tiles),
+                                                     reinterpret_cast<const float*>(state), reinterpret_cast<T*>(out));
+    check_launch("spectral norm normalise");
+  });
+}
+
+void sn_normalize_backward(uintptr_t emeta, uintptr_t tiles, int64_t n_tiles, uintptr_t grad, uintptr_t partials,
+                           uintptr_t state, uintptr_t dw, int dtype, int device, uintptr_t stream) {
+  using namespace sn;
+  set_device(device);
+  auto s = reinterpret_cast<cudaStream_t>(stream);
+  auto* em = reinterpret_cast<const int64_t*>(emeta);
+  auto* tl = reinterpret_cast<const int64_t*>(tiles);
+  auto* part = reinterpret_cast<float*>(partials);
+  dispatch_dtype(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    dot_kernel<T><<<n_tiles, ELEM_THREADS, 0, s>>>(em, tl, reinterpret_cast<const T*>(grad), part);
+    check_launch("spectral norm backward dot");
+    grad_kernel<T><<<n_tiles, ELEM_THREADS, 0, s>>>(em, tl, reinterpret_cast<const T*>(grad), part,
+                                                    reinterpret_cast<const float*>(state), reinterpret_cast<T*>(dw));
+    check_launch("spectral norm backward");
+  });
+}
+
+int cuda_runtime_version() { return CUDART_VERSION; }
+
+std::map<std::string, int64_t> sn_layout() {
+  using namespace sn;
+  return {{"NF", NF},
+          {"W_PTR", W_PTR},
+          {"U_PTR", U_PTR},
+          {"V_PTR", V_PTR},
+          {"R", R},
+          {"C", C},
+          {"SR", SR},
+          {"SC", SC},
+          {"Q", Q},
+          {"SO", SO},
+          {"Y_OFF", Y_OFF},
+          {"ZP_OFF", ZP_OFF},
+          {"N_RB", N_RB},
+          {"ROWS_PER_TILE", ROWS_PER_TILE},
+          {"ROWS_PER_CTILE", ROWS_PER_CTILE},
+          {"SU_OFF", SU_OFF},
+          {"SV_OFF", SV_OFF},
+          {"NE", NE},
+          {"E_W_PTR", E_W_PTR},
+          {"E_NUMEL", E_NUMEL},
+          {"E_FLAT_OFF", E_FLAT_OFF},
+          {"E_H", E_H},
+          {"E_Q", E_Q},
+          {"E_SU_OFF", E_SU_OFF},
+          {"E_SV_OFF", E_SV_OFF},
+          {"E_TILE0", E_TILE0},
+          {"E_NTILES", E_NTILES},
+          {"E_ALIGNED", E_ALIGNED},
+          {"COLS_TILE", COLS_TILE},
+          {"ELEM_TILE", ELEM_TILE},
+          {"FLAT_ALIGN", FLAT_ALIGN}};
+}
+
+}  // namespace fastgan

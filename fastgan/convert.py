@@ -1,0 +1,151 @@
+"""Bring models and checkpoints from other codebases to fastgan's fused layers.
+
+* :func:`convert` swaps PyTorch's spectral norm (``torch.nn.utils.parametrizations.spectral_norm`` and the legacy
+  ``torch.nn.utils.spectral_norm``) for fastgan's in a live model, keeping its weights, u and v.
+* State-dict converters rewrite checkpoints to fastgan's (= PyTorch's parametrization) layout:
+
+  ================================  ==========================================  ==================================
+  source                            keys per SN layer                           converter
+  ================================  ==========================================  ==================================
+  ``parametrizations.spectral_norm``  ``parametrizations.weight.original``,     none needed
+                                    ``parametrizations.weight.0._u``, ``._v``
+  legacy ``utils.spectral_norm``    ``weight_orig``, ``weight_u``, ``weight_v``   :func:`from_legacy_spectral_norm`
+  BigGAN-PyTorch ``SN*`` layers     ``weight``, ``u0`` (1, out), ``sv0`` (1,)     :func:`from_biggan_spectral_norm`
+  ================================  ==========================================  ==================================
+
+  fastgan's SN layers also accept the last two layouts directly in ``load_state_dict``.
+
+Exactness: a converted legacy layer keeps u and v, so its eval output is unchanged (sigma = u . W v). A
+BigGAN layer keeps only u; the converter sets v = normalize(W^T u0) and u = normalize(W v), which gives exactly
+BigGAN's eval sigma (BigGAN iterates once from u0 even in eval, without storing the result). Training then
+continues in PyTorch's parametrization order (u first), half an iteration away from the legacy/BigGAN order.
+"""
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+
+_BIGGAN_EXTRA = re.compile(r"(u|sv)\d+$")
+
+
+def _parametrized_keys(prefix: str, name: str) -> tuple[str, str, str]:
+    base = f"{prefix}parametrizations.{name}."
+    return base + "original", base + "0._u", base + "0._v"
+
+
+def _biggan_vectors(weight: torch.Tensor, u0: torch.Tensor, eps: float, dtype: torch.dtype):
+    W = weight.detach().reshape(weight.shape[0], -1).to(dtype)
+    u = u0.detach().reshape(-1).to(dtype)
+    if u.numel() != W.shape[0]:
+        raise ValueError(f"BigGAN spectral norm: u0 has {u.numel()} values but the weight has {W.shape[0]} rows")
+    v = F.normalize(W.t() @ u, dim=0, eps=eps)
+    u = F.normalize(W @ v, dim=0, eps=eps)
+    return u, v
+
+
+def _copy(state_dict):
+    out = OrderedDict(state_dict)
+    if hasattr(state_dict, "_metadata"):
+        out._metadata = state_dict._metadata
+    return out
+
+
+def spectral_norm_keys_in_place(state_dict: dict, prefix: str, name: str, sn=None) -> bool:
+    """Rewrite one layer's legacy or BigGAN spectral-norm keys under ``prefix`` to the parametrization layout.
+
+    Used by fastgan's SN layers when loading a checkpoint. Returns True if something was rewritten.
+    """
+    orig_key, u_key, v_key = _parametrized_keys(prefix, name)
+    if orig_key in state_dict:
+        return False
+    eps = sn.eps if sn is not None else 1e-12
+    vec_dtype = sn._u.dtype if sn is not None else torch.float32
+    legacy = prefix + name + "_orig"
+    if legacy in state_dict:
+        state_dict[orig_key] = state_dict.pop(legacy)
+        for src, dst in ((prefix + name + "_u", u_key), (prefix + name + "_v", v_key)):
+            if src in state_dict:
+                state_dict[dst] = state_dict.pop(src)
+        state_dict.pop(prefix + name, None)  # very old checkpoints also stored the normalised weight
+        return True
+    if name == "weight" and prefix + "u0" in state_dict and prefix + "weight" in state_dict:
+        weight = state_dict.pop(prefix + "weight")
+        u, v = _biggan_vectors(weight, state_dict[prefix + "u0"], eps, vec_dtype)
+        for key in [k for k in state_dict if k.startswith(prefix) and _BIGGAN_EXTRA.fullmatch(k[len(prefix):])]:
+            del state_dict[key]
+        state_dict[orig_key], state_dict[u_key], state_dict[v_key] = weight, u, v
+        return True
+    return False
+
+
+def from_legacy_spectral_norm(state_dict: dict) -> dict:
+    """A copy of ``state_dict`` with every ``<p>.<name>_orig/_u/_v`` triple renamed to the parametrization layout
+    (``<p>.parametrizations.<name>.original`` and ``.0._u``, ``.0._v``)."""
+    out = _copy(state_dict)
+    for key in [k for k in state_dict if k.endswith("_orig")]:
+        head = key[:-len("_orig")]
+        prefix, _, name = head.rpartition(".")
+        prefix = prefix + "." if prefix else ""
+        if prefix + name + "_u" in state_dict and prefix + name + "_v" in state_dict:
+            spectral_norm_keys_in_place(out, prefix, name)
+    return out
+
+
+def from_biggan_spectral_norm(state_dict: dict, eps: float = 1e-12) -> dict:
+    """A copy of ``state_dict`` with every BigGAN-PyTorch SN layer (``weight``, ``u0``, ``sv0``, and ``u1``...
+    when ``num_svs > 1``) in the parametrization layout, u and v float32; see the module docstring for exactness.
+
+    ``eps`` is the layers' ``SN_eps`` (BigGAN's default 1e-12; its training scripts often pass 1e-6).
+    """
+    out = _copy(state_dict)
+    for key in [k for k in state_dict if k == "u0" or k.endswith(".u0")]:
+        prefix = key[:-2]
+        if prefix + "weight" in out:
+            orig_key, u_key, v_key = _parametrized_keys(prefix, "weight")
+            weight = out.pop(prefix + "weight")
+            u, v = _biggan_vectors(weight, out[key], eps, torch.float32)
+            for k in [k for k in out if k.startswith(prefix) and _BIGGAN_EXTRA.fullmatch(k[len(prefix):])]:
+                del out[k]
+            out[orig_key], out[u_key], out[v_key] = weight, u, v
+    return out
+
+
+def convert(model: nn.Module, spectral_norm: bool = True) -> nn.Module:
+    """Swap, in place, PyTorch's spectral norm in ``model`` for fastgan's fused one and return ``model``.
+
+    Both PyTorch APIs are recognised. Weights keep their Parameter objects (optimizers built before still see
+    them), u and v keep their values, n_power_iterations/eps/dim are carried over. The state-dict keys become
+    the parametrization layout; legacy checkpoints still load (see :func:`from_legacy_spectral_norm`).
+    """
+    if not spectral_norm:
+        return model
+    from torch.nn.utils.parametrizations import _SpectralNorm as TorchSN
+    from torch.nn.utils.spectral_norm import SpectralNorm as LegacySN
+
+    from .nn.spectral_norm import spectral_norm as fused_spectral_norm
+
+    for mod in list(model.modules()):
+        if parametrize.is_parametrized(mod):
+            for tname in list(mod.parametrizations.keys()):
+                plist = mod.parametrizations[tname]
+                if len(plist) != 1 or not isinstance(plist[0], TorchSN) or not hasattr(plist[0], "_u"):
+                    continue
+                old, original = plist[0], plist.original
+                parametrize.remove_parametrizations(mod, tname, leave_parametrized=False)
+                mod._parameters[tname] = original
+                fused_spectral_norm(mod, tname, old.n_power_iterations, old.eps, old.dim,
+                                    _uv=(old._u.detach(), old._v.detach()))
+        for key, hook in list(mod._forward_pre_hooks.items()):
+            if not isinstance(hook, LegacySN):
+                continue
+            original = getattr(mod, hook.name + "_orig")
+            u, v = getattr(mod, hook.name + "_u").detach().clone(), getattr(mod, hook.name + "_v").detach().clone()
+            torch.nn.utils.remove_spectral_norm(mod, hook.name)
+            mod._parameters[hook.name] = original
+            fused_spectral_norm(mod, hook.name, hook.n_power_iterations, hook.eps, hook.dim, _uv=(u, v))
+    return model

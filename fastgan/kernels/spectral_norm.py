@@ -1,0 +1,366 @@
+"""Triton kernels of the grouped spectral norm: power iteration, normalisation W/sigma, and its backward.
+
+One launch of each kernel covers every weight of a group (see ``spectral_norm_plan`` for the tables). One power
+iteration, u <- normalize(W v), v <- normalize(W^T u), is three launches:
+
+1. ``_sn_rows_kernel``: y = W v, each program a band of rows over all columns (no partial sums);
+2. ``_sn_cols_kernel``: z = W^T y, each program COLS_TILE columns over a block of rows, one partial z per block.
+   It uses the unnormalised y: normalisation is a scale, applied in step 3 (with F.normalize's eps rule);
+3. ``_sn_finalize_kernel``: one program per weight sums the partial z in a fixed order (deterministic, no
+   atomics), writes u = y/max(|y|, eps), v = z'/max(|z'|, eps) with z' = z/max(|y|, eps), in place and into the
+   snapshot, and sigma = u.W v = |z'|^2/max(|z'|, eps), which needs no third read of W.
+
+Floor: two reads of every W per iteration. Accumulation is float32 whatever the weight dtype.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from . import _interpreter_compat
+from . import spectral_norm_plan as plan_mod
+from .spectral_norm_plan import COLS_TILE, ELEM_TILE, FLAT_ALIGN, NE, NF
+
+_interpreter_compat.install()
+
+_TL_DTYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
+
+# Launch configurations: the only ones the launchers use (the AOT compile test compiles each of them).
+ROWS_BLOCK_M = 8
+ROWS_BLOCK_K = {torch.float32: 256, torch.float16: 512, torch.bfloat16: 512}
+COLS_BLOCK_R = {torch.float32: 16, torch.float16: 32, torch.bfloat16: 32}
+FIN_BLOCK = 1024
+ELEM_BLOCK = 1024
+ELEM_ITERS = ELEM_TILE // ELEM_BLOCK
+PART_BLOCK = 256
+NUM_WARPS = 4
+_NF = tl.constexpr(NF)
+_NE = tl.constexpr(NE)
+_FLAT_ALIGN = tl.constexpr(FLAT_ALIGN)
+_VEC = {torch.float32: 4, torch.float16: 8, torch.bfloat16: 8}  # elements in 16 bytes
+
+
+@triton.jit
+def _rows_band(w_ptr, x_ptr, y_ptr, r0, r_end, C, SR, SC, Q, SO,
+               HAS_OUTER: tl.constexpr, UNIT_SC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr):
+    for rb in range(r0, r_end, BLOCK_M):
+        rows = rb + tl.arange(0, BLOCK_M)
+        rmask = rows < r_end
+        acc = tl.zeros([BLOCK_M, BLOCK_K], dtype=tl.float32)
+        for k0 in range(0, C, BLOCK_K):
+            cols = k0 + tl.arange(0, BLOCK_K)
+            cmask = cols < C
+            if HAS_OUTER:
+                q32 = Q.to(tl.int32)
+                c32 = cols.to(tl.int32)
+                a = c32 // q32
+                coff = a.to(tl.int64) * SO + (c32 - a * q32).to(tl.int64) * SC
+            elif UNIT_SC:
+                coff = cols
+            else:
+                coff = cols.to(tl.int64) * SC
+            w = tl.load(w_ptr + rows[:, None] * SR + coff[None, :], mask=rmask[:, None] & cmask[None, :], other=0.0)
+            x = tl.load(x_ptr + cols, mask=cmask, other=0.0)
+            acc += w.to(tl.float32) * x[None, :]
+        tl.store(y_ptr + rows, tl.sum(acc, axis=1), mask=rmask)
+
+
+@triton.jit
+def _sn_rows_kernel(meta, tiles, scratch, W_DTYPE: tl.constexpr, HAS_OUTER: tl.constexpr, UNIT_SC: tl.constexpr,
+                    BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, VEC: tl.constexpr):
+    """y = W v over one band of rows of one weight; y goes to scratch[Y_OFF:]."""
+    t = tl.program_id(0)
+    g = tl.load(tiles + 2 * t)
+    r0 = tl.load(tiles + 2 * t + 1)
+    m = meta + g * _NF
+    wp = tl.load(m + 0)
+    x_ptr = tl.load(m + 2).to(tl.pointer_type(tl.float32))
+    R = tl.load(m + 3)
+    C = tl.load(m + 4)
+    SR = tl.load(m + 5)
+    SC = tl.load(m + 6)
+    Q = tl.load(m + 7)
+    SO = tl.load(m + 8)
+    y_ptr = scratch + tl.load(m + 9)
+    r_end = tl.minimum(r0 + tl.load(m + 12), R)
+    # Weights whose rows start 16-byte aligned get vectorised loads; the rest run the same code unhinted.
+    aligned = (wp % 16 == 0) & (SR % VEC == 0)
+    if UNIT_SC and not HAS_OUTER:
+        if aligned:
+            _rows_band(tl.multiple_of(wp.to(tl.pointer_type(W_DTYPE)), 16), x_ptr, y_ptr, r0, r_end, C,
+                       tl.multiple_of(SR, VEC), SC, Q, SO, HAS_OUTER, UNIT_SC, BLOCK_M, BLOCK_K)
+        else:
+            _rows_band(wp.to(tl.pointer_type(W_DTYPE)), x_ptr, y_ptr, r0, r_end, C, SR, SC, Q, SO,
+                       HAS_OUTER, UNIT_SC, BLOCK_M, BLOCK_K)
+    else:
+        _rows_band(wp.to(tl.pointer_type(W_DTYPE)), x_ptr, y_ptr, r0, r_end, C, SR, SC, Q, SO,
+                   HAS_OUTER, UNIT_SC, BLOCK_M, BLOCK_K)
+
+
+@triton.jit
+def _cols_block(w_ptr, y_ptr, zp_ptr, c0, r_start, r_end, C, SR, SC, Q, SO,
+                HAS_OUTER: tl.constexpr, UNIT_SC: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+    cols = c0 + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    if HAS_OUTER:
+        q32 = Q.to(tl.int32)
+        c32 = cols.to(tl.int32)
+        a = c32 // q32
+        coff = a.to(tl.int64) * SO + (c32 - a * q32).to(tl.int64) * SC
+    elif UNIT_SC:
+        coff = cols
+    else:
+        coff = cols.to(tl.int64) * SC
+    acc = tl.zeros([BLOCK_R, BLOCK_C], dtype=tl.float32)
+    for r in range(r_start, r_end, BLOCK_R):
+        rows = r + tl.arange(0, BLOCK_R)
+        rmask = rows < r_end
+        y = tl.load(y_ptr + rows, mask=rmask, other=0.0)
+        w = tl.load(w_ptr + rows[:, None] * SR + coff[None, :], mask=rmask[:, None] & cmask[None, :], other=0.0)
+        acc += w.to(tl.float32) * y[:, None]
+    tl.store(zp_ptr + cols, tl.sum(acc, axis=0), mask=cmask)
+
+
+@triton.jit
+def _sn_cols_kernel(meta, tiles, scratch, W_DTYPE: tl.constexpr, HAS_OUTER: tl.constexpr, UNIT_SC: tl.constexpr,
+                    BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, VEC: tl.constexpr):
+    """Partial z = W^T y over one block of rows and BLOCK_C columns of one weight."""
+    t = tl.program_id(0)
+    g = tl.load(tiles + 3 * t)
+    c0 = tl.load(tiles + 3 * t + 1)
+    rb = tl.load(tiles + 3 * t + 2)
+    m = meta + g * _NF
+    wp = tl.load(m + 0)
+    R = tl.load(m + 3)
+    C = tl.load(m + 4)
+    SR = tl.load(m + 5)
+    SC = tl.load(m + 6)
+    Q = tl.load(m + 7)
+    SO = tl.load(m + 8)
+    y_ptr = scratch + tl.load(m + 9)
+    rpc = tl.load(m + 13)
+    zp_ptr = scratch + tl.load(m + 10) + rb * C
+    r_start = rb * rpc
+    r_end = tl.minimum(r_start + rpc, R)
+    aligned = (wp % 16 == 0) & (SR % VEC == 0)
+    if UNIT_SC and not HAS_OUTER:
+        if aligned:
+            _cols_block(tl.multiple_of(wp.to(tl.pointer_type(W_DTYPE)), 16), y_ptr, zp_ptr, c0, r_start, r_end,
+                        C, tl.multiple_of(SR, VEC), SC, Q, SO, HAS_OUTER, UNIT_SC, BLOCK_R, BLOCK_C)
+        else:
+            _cols_block(wp.to(tl.pointer_type(W_DTYPE)), y_ptr, zp_ptr, c0, r_start, r_end, C, SR, SC, Q, SO,
+                        HAS_OUTER, UNIT_SC, BLOCK_R, BLOCK_C)
+    else:
+        _cols_block(wp.to(tl.pointer_type(W_DTYPE)), y_ptr, zp_ptr, c0, r_start, r_end, C, SR, SC, Q, SO,
+                    HAS_OUTER, UNIT_SC, BLOCK_R, BLOCK_C)
+
+
+@triton.jit
+def _sn_finalize_kernel(meta, scratch, state, eps, EVAL: tl.constexpr, BLOCK: tl.constexpr):
+    """One program per weight: normalise y and z into u and v (in place and snapshot), and sigma.
+
+    EVAL (no iteration): sigma = u . (W v) with y = W v from the rows pass; u and v are only snapshotted.
+    """
+    g = tl.program_id(0)
+    m = meta + g * _NF
+    u_ptr = tl.load(m + 1).to(tl.pointer_type(tl.float32))
+    v_ptr = tl.load(m + 2).to(tl.pointer_type(tl.float32))
+    R = tl.load(m + 3)
+    C = tl.load(m + 4)
+    y_ptr = scratch + tl.load(m + 9)
+    zp_ptr = scratch + tl.load(m + 10)
+    n_rb = tl.load(m + 11)
+    su_ptr = state + tl.load(m + 14)
+    sv_ptr = state + tl.load(m + 15)
+    offs = tl.arange(0, BLOCK)
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    if EVAL:
+        for r0 in range(0, R, BLOCK):
+            rows = r0 + offs
+            mask = rows < R
+            u = tl.load(u_ptr + rows, mask=mask, other=0.0)
+            acc += u * tl.load(y_ptr + rows, mask=mask, other=0.0)
+            tl.store(su_ptr + rows, u, mask=mask)
+        for c0 in range(0, C, BLOCK):
+            cols = c0 + offs
+            mask = cols < C
+            tl.store(sv_ptr + cols, tl.load(v_ptr + cols, mask=mask), mask=mask)
+        tl.store(state + g, tl.sum(acc, axis=0))
+    else:
+        for r0 in range(0, R, BLOCK):
+            rows = r0 + offs
+            y = tl.load(y_ptr + rows, mask=rows < R, other=0.0)
+            acc += y * y
+        s_y = tl.maximum(tl.sqrt(tl.sum(acc, axis=0)), eps)
+        for r0 in range(0, R, BLOCK):
+            rows = r0 + offs
+            mask = rows < R
+            u = tl.load(y_ptr + rows, mask=mask, other=0.0) / s_y
+            tl.store(u_ptr + rows, u, mask=mask)
+            tl.store(su_ptr + rows, u, mask=mask)
+        zacc = tl.zeros([BLOCK], dtype=tl.float32)
+        for c0 in range(0, C, BLOCK):
+            cols = c0 + offs
+            mask = cols < C
+            z = tl.zeros([BLOCK], dtype=tl.float32)
+            for rb in range(0, n_rb):
+                z += tl.load(zp_ptr + rb * C + cols, mask=mask, other=0.0)
+            z = z / s_y
+            tl.store(zp_ptr + cols, z, mask=mask)  # the first partial row now holds z'
+            zacc += z * z
+        tl.debug_barrier()
+        nz2 = tl.sum(zacc, axis=0)
+        s_z = tl.maximum(tl.sqrt(nz2), eps)
+        for c0 in range(0, C, BLOCK):
+            cols = c0 + offs
+            mask = cols < C
+            v = tl.load(zp_ptr + cols, mask=mask, other=0.0) / s_z
+            tl.store(v_ptr + cols, v, mask=mask)
+            tl.store(sv_ptr + cols, v, mask=mask)
+        tl.store(state + g, nz2 / s_z)
+
+
+@triton.jit
+def _scale_tile(w_ptr, o_ptr, start, numel, sigma, W_DTYPE: tl.constexpr, BLOCK: tl.constexpr, ITERS: tl.constexpr):
+    padded = (numel + _FLAT_ALIGN - 1) // _FLAT_ALIGN * _FLAT_ALIGN
+    for i in range(ITERS):
+        offs = start + i * BLOCK + tl.arange(0, BLOCK)
+        w = tl.load(w_ptr + offs, mask=offs < numel, other=0.0)
+        # the padding up to the next weight is written as zeros, so the flat output is fully defined
+        tl.store(o_ptr + offs, (w.to(tl.float32) / sigma).to(W_DTYPE), mask=offs < padded)
+
+
+@triton.jit
+def _sn_scale_kernel(emeta, tiles, state, out, W_DTYPE: tl.constexpr, BLOCK: tl.constexpr, ITERS: tl.constexpr):
+    """out[flat_off + i] = W[i] / sigma for one tile of one weight."""
+    t = tl.program_id(0)
+    g = tl.load(tiles + 2 * t)
+    start = tl.load(tiles + 2 * t + 1)
+    m = emeta + g * _NE
+    wp = tl.load(m + 0)
+    numel = tl.load(m + 1)
+    o_ptr = out + tl.load(m + 2)
+    sigma = tl.load(state + g)
+    if tl.load(m + 9) != 0:
+        _scale_tile(tl.multiple_of(wp.to(tl.pointer_type(W_DTYPE)), 16), tl.multiple_of(o_ptr, 16), start, numel,
+                    sigma, W_DTYPE, BLOCK, ITERS)
+    else:
+        _scale_tile(wp.to(tl.pointer_type(W_DTYPE)), o_ptr, start, numel, sigma, W_DTYPE, BLOCK, ITERS)
+
+
+@triton.jit
+def _sn_dot_kernel(emeta, tiles, grad, partials, W_DTYPE: tl.constexpr, BLOCK: tl.constexpr, ITERS: tl.constexpr):
+    """partials[t] = sum over one tile of grad * W (first stage of <G, W> per weight)."""
+    t = tl.program_id(0)
+    g = tl.load(tiles + 2 * t)
+    start = tl.load(tiles + 2 * t + 1)
+    m = emeta + g * _NE
+    w_ptr = tl.load(m + 0).to(tl.pointer_type(W_DTYPE))
+    numel = tl.load(m + 1)
+    g_ptr = grad + tl.load(m + 2)
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for i in range(ITERS):
+        offs = start + i * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < numel
+        w = tl.load(w_ptr + offs, mask=mask, other=0.0)
+        gr = tl.load(g_ptr + offs, mask=mask, other=0.0)
+        acc += w.to(tl.float32) * gr.to(tl.float32)
+    tl.store(partials + t, tl.sum(acc, axis=0))
+
+
+@triton.jit
+def _sn_grad_kernel(emeta, tiles, grad, partials, state, dw, W_DTYPE: tl.constexpr, BLOCK: tl.constexpr,
+                    ITERS: tl.constexpr, PBLOCK: tl.constexpr):
+    """dW = G/sigma - (<G, W>/sigma^2) u v^T over one tile (u, v, sigma from the snapshot)."""
+    t = tl.num_programs(0) - 1 - tl.program_id(0)  # reverse of the dot pass: reuse what L2 still holds
+    g = tl.load(tiles + 2 * t)
+    start = tl.load(tiles + 2 * t + 1)
+    m = emeta + g * _NE
+    numel = tl.load(m + 1)
+    foff = tl.load(m + 2)
+    H = tl.load(m + 3).to(tl.int32)
+    Q = tl.load(m + 4).to(tl.int32)
+    su_ptr = state + tl.load(m + 5)
+    sv_ptr = state + tl.load(m + 6)
+    tile0 = tl.load(m + 7)
+    n_tiles = tl.load(m + 8)
+    # second stage of <G, W>: every program of this weight sums the same partials in the same order
+    pacc = tl.zeros([PBLOCK], dtype=tl.float32)
+    for p0 in range(0, n_tiles, PBLOCK):
+        idx = p0 + tl.arange(0, PBLOCK)
+        pacc += tl.load(partials + tile0 + idx, mask=idx < n_tiles, other=0.0)
+    inv = 1.0 / tl.load(state + g)
+    coef = tl.sum(pacc, axis=0) * inv * inv
+    for i in range(ITERS):
+        offs = start + i * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < numel
+        gr = tl.load(grad + foff + offs, mask=mask, other=0.0).to(tl.float32)
+        o32 = offs.to(tl.int32)
+        a = o32 // Q
+        r = a % H
+        c = (a // H) * Q + (o32 - a * Q)
+        uu = tl.load(su_ptr + r, mask=mask, other=0.0)
+        vv = tl.load(sv_ptr + c, mask=mask, other=0.0)
+        d = tl.where(mask, gr * inv - coef * uu * vv, 0.0)
+        tl.store(dw + foff + offs, d.to(W_DTYPE), mask=offs < (numel + _FLAT_ALIGN - 1) // _FLAT_ALIGN * _FLAT_ALIGN)
+
+
+def power_iteration(plan, n_iter: int, eps: float, state: torch.Tensor, dtype: torch.dtype) -> None:
+    """Run ``n_iter`` iterations (0: only sigma = u.W v) over the group described by ``plan``."""
+    wdt = _TL_DTYPES[dtype]
+    scratch = torch.empty(plan.scratch_size, dtype=torch.float32, device=state.device)
+    for _ in range(max(n_iter, 1)):
+        _sn_rows_kernel[(plan.n_rows_tiles,)](
+            plan.meta, plan.rows_tiles, scratch, W_DTYPE=wdt, HAS_OUTER=plan.has_outer, UNIT_SC=plan.unit_sc,
+            BLOCK_M=ROWS_BLOCK_M, BLOCK_K=ROWS_BLOCK_K[dtype], VEC=_VEC[dtype], num_warps=NUM_WARPS)
+        if n_iter > 0:
+            _sn_cols_kernel[(plan.n_cols_tiles,)](
+                plan.meta, plan.cols_tiles, scratch, W_DTYPE=wdt, HAS_OUTER=plan.has_outer, UNIT_SC=plan.unit_sc,
+                BLOCK_R=COLS_BLOCK_R[dtype], BLOCK_C=COLS_TILE, VEC=_VEC[dtype], num_warps=NUM_WARPS)
+        _sn_finalize_kernel[(plan.G,)](plan.meta, scratch, state, eps, EVAL=n_iter == 0, BLOCK=FIN_BLOCK,
+                                       num_warps=NUM_WARPS)
+
+
+def normalize(eplan, state: torch.Tensor, out: torch.Tensor) -> None:
+    """out (flat) <- every W / sigma."""
+    _sn_scale_kernel[(eplan.n_tiles,)](eplan.emeta, eplan.elem_tiles, state, out, W_DTYPE=_TL_DTYPES[out.dtype],
+                                       BLOCK=ELEM_BLOCK, ITERS=ELEM_ITERS, num_warps=NUM_WARPS)
+
+
+def normalize_backward(eplan, grad: torch.Tensor, state: torch.Tensor, dw: torch.Tensor) -> None:
+    """dw (flat) <- (G - <G, W/sigma> u v^T) / sigma for every weight; grad is flat like the output."""
+    wdt = _TL_DTYPES[dw.dtype]
+    partials = torch.empty(eplan.n_tiles, dtype=torch.float32, device=grad.device)
+    _sn_dot_kernel[(eplan.n_tiles,)](eplan.emeta, eplan.elem_tiles, grad, partials, W_DTYPE=wdt,
+                                     BLOCK=ELEM_BLOCK, ITERS=ELEM_ITERS, num_warps=NUM_WARPS)
+    _sn_grad_kernel[(eplan.n_tiles,)](eplan.emeta, eplan.elem_tiles, grad, partials, state, dw, W_DTYPE=wdt,
+                                      BLOCK=ELEM_BLOCK, ITERS=ELEM_ITERS, PBLOCK=PART_BLOCK, num_warps=NUM_WARPS)
+
+
+def launch_configs():
+    """Every (kernel, signature, constexprs, num_warps) the launchers above can use, for AOT compilation."""
+    configs = []
+    ptr = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16"}
+    for dtype, wdt in _TL_DTYPES.items():
+        for has_outer, unit_sc in ((False, True), (True, True), (False, False)):
+            configs.append((_sn_rows_kernel, {"meta": "*i64", "tiles": "*i64", "scratch": "*fp32"},
+                            {"W_DTYPE": wdt, "HAS_OUTER": has_outer, "UNIT_SC": unit_sc, "BLOCK_M": ROWS_BLOCK_M,
+                             "BLOCK_K": ROWS_BLOCK_K[dtype], "VEC": _VEC[dtype]}))
+            configs.append((_sn_cols_kernel, {"meta": "*i64", "tiles": "*i64", "scratch": "*fp32"},
+                            {"W_DTYPE": wdt, "HAS_OUTER": has_outer, "UNIT_SC": unit_sc,
+                             "BLOCK_R": COLS_BLOCK_R[dtype], "BLOCK_C": COLS_TILE, "VEC": _VEC[dtype]}))
+        configs.append((_sn_scale_kernel, {"emeta": "*i64", "tiles": "*i64", "state": "*fp32", "out": ptr[dtype]},
+                        {"W_DTYPE": wdt, "BLOCK": ELEM_BLOCK, "ITERS": ELEM_ITERS}))
+        configs.append((_sn_dot_kernel, {"emeta": "*i64", "tiles": "*i64", "grad": ptr[dtype], "partials": "*fp32"},
+                        {"W_DTYPE": wdt, "BLOCK": ELEM_BLOCK, "ITERS": ELEM_ITERS}))
+        configs.append((_sn_grad_kernel, {"emeta": "*i64", "tiles": "*i64", "grad": ptr[dtype], "partials": "*fp32",
+                                          "state": "*fp32", "dw": ptr[dtype]},
+                        {"W_DTYPE": wdt, "BLOCK": ELEM_BLOCK, "ITERS": ELEM_ITERS, "PBLOCK": PART_BLOCK}))
+    for ev in (False, True):
+        configs.append((_sn_finalize_kernel, {"meta": "*i64", "scratch": "*fp32", "state": "*fp32", "eps": "fp32"},
+                        {"EVAL": ev, "BLOCK": FIN_BLOCK}))
+    return [(k, sig, cx, NUM_WARPS) for k, sig, cx in configs]
+
+
+__all__ = ["power_iteration", "normalize", "normalize_backward", "launch_configs", "plan_mod"]
