@@ -127,9 +127,9 @@ class SpectralNorm(nn.Module):
 def _convert_checkpoint_keys(module, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                              error_msgs, name):
     """Load-state-dict pre-hook: legacy and BigGAN-PyTorch spectral-norm keys load into this layer."""
-    from .. import convert
+    from ..convert import spectral_norm_keys_in_place
 
-    convert.spectral_norm_keys_in_place(state_dict, prefix, name, module.parametrizations[name][0])
+    spectral_norm_keys_in_place(state_dict, prefix, name, module.parametrizations[name][0])
 
 
 def spectral_norm(module: nn.Module, name: str = "weight", n_power_iterations: int = 1, eps: float = 1e-12,

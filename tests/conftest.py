@@ -1,0 +1,45 @@
+"""Test setup: without a GPU, Triton kernels run under Triton's interpreter on CPU tensors.
+
+TRITON_INTERPRET is read when a kernel is defined, i.e. when fastgan's kernel modules are first imported, which
+happens lazily at the first triton-backend call, after this file has run.
+"""
+import os
+
+import pytest
+import torch
+
+HAS_CUDA = torch.cuda.is_available()
+if not HAS_CUDA:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device (run bench/device_check.sh on a GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords and not HAS_CUDA:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def small_tiles():
+    """Tiles of 256 elements, so that small test matrices span several work items of every kernel."""
+    from fastgan.kernels import spectral_norm_plan as plan
+
+    plan.TILE_ELEMS_OVERRIDE = 256
+    plan.clear_cache()
+    yield
+    plan.TILE_ELEMS_OVERRIDE = None
+    plan.clear_cache()
+
+
+@pytest.fixture
+def interpreter():
+    if not INTERPRETING:
+        pytest.skip("Triton interpreter tests run without a GPU (TRITON_INTERPRET=1); the GPU tests cover it there")
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double(), b.double()
+    return float((a - b).norm() / b.norm().clamp_min(1e-300))
