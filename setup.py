@@ -23,7 +23,10 @@ ROOT = Path(__file__).resolve().parent
 
 
 def _find_nvcc():
-    candidates = [os.environ.get("CUDACXX")]
+    if os.environ.get("CUDACXX"):  # an explicit choice is never second-guessed
+        cxx = os.environ["CUDACXX"]
+        return cxx if os.path.isfile(cxx) and os.access(cxx, os.X_OK) else None
+    candidates = []
     for var in ("CUDA_HOME", "CUDA_PATH"):
         if os.environ.get(var):
             candidates.append(os.path.join(os.environ[var], "bin", "nvcc"))
@@ -43,24 +46,14 @@ def _cuda_archs():
     return archs
 
 
-def parse_ptxas_report(text):
-    """Per-kernel registers, stack and spills from ``ptxas -v`` output (one entry per kernel and arch)."""
-    kernels, current = [], None
-    for line in text.splitlines():
-        m = re.search(r"Compiling entry function '([^']+)' for '(sm_\w+)'", line)
-        if m:
-            current = {"kernel": m.group(1), "arch": m.group(2)}
-            kernels.append(current)
-            continue
-        if current is None:
-            continue
-        m = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", line)
-        if m:
-            current.update(stack=int(m.group(1)), spill_stores=int(m.group(2)), spill_loads=int(m.group(3)))
-        m = re.search(r"Used (\d+) registers", line)
-        if m:
-            current["registers"] = int(m.group(1))
-    return kernels
+def _load_ptxas_parser():
+    # by path: importing the fastgan package would import torch, which the build environment need not have
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_fastgan_ptxas", ROOT / "fastgan" / "_ptxas.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.parse_ptxas_report
 
 
 class CMakeExtension(Extension):
@@ -140,7 +133,7 @@ class CMakeBuild(build_ext):
         text = "\n".join(log)
         nvcc_version = subprocess.run([nvcc, "--version"], stdout=subprocess.PIPE, text=True).stdout
         m = re.search(r"release (\d+\.\d+)", nvcc_version)
-        kernels = parse_ptxas_report(text)
+        kernels = _load_ptxas_parser()(text)
         spills = [k for k in kernels if k.get("spill_stores", 0) or k.get("spill_loads", 0)]
         for k in spills:
             print(f"WARNING: fastgan: register spills in {k['kernel']} ({k['arch']})", file=sys.stderr)

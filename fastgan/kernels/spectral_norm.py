@@ -28,8 +28,8 @@ _TL_DTYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat
 
 # Launch configurations: the only ones the launchers use (the AOT compile test compiles each of them).
 ROWS_BLOCK_M = 8
-ROWS_BLOCK_K = {torch.float32: 256, torch.float16: 512, torch.bfloat16: 512}
-COLS_BLOCK_R = {torch.float32: 16, torch.float16: 32, torch.bfloat16: 32}
+ROWS_BLOCK_K = {torch.float32: 256, torch.float16: 256, torch.bfloat16: 256}
+COLS_BLOCK_R = {torch.float32: 16, torch.float16: 16, torch.bfloat16: 16}
 FIN_BLOCK = 1024
 ELEM_BLOCK = 1024
 ELEM_ITERS = ELEM_TILE // ELEM_BLOCK
@@ -49,7 +49,7 @@ def _rows_band(w_ptr, x_ptr, y_ptr, r0, r_end, C, SR, SC, Q, SO,
         rmask = rows < r_end
         acc = tl.zeros([BLOCK_M, BLOCK_K], dtype=tl.float32)
         for k0 in range(0, C, BLOCK_K):
-            cols = k0 + tl.arange(0, BLOCK_K)
+            cols = tl.multiple_of(k0, BLOCK_K) + tl.arange(0, BLOCK_K)
             cmask = cols < C
             if HAS_OUTER:
                 q32 = Q.to(tl.int32)
@@ -84,12 +84,14 @@ def _sn_rows_kernel(meta, tiles, scratch, W_DTYPE: tl.constexpr, HAS_OUTER: tl.c
     SO = tl.load(m + 8)
     y_ptr = scratch + tl.load(m + 9)
     r_end = tl.minimum(r0 + tl.load(m + 12), R)
-    # Weights whose rows start 16-byte aligned get vectorised loads; the rest run the same code unhinted.
-    aligned = (wp % 16 == 0) & (SR % VEC == 0)
+    # Weights whose rows start 16-byte aligned and whose row length is a multiple of 16 bytes get 16-byte loads
+    # (Triton vectorises a masked load only when it can prove the bound is a multiple of the vector width).
+    # There (x // VEC) * VEC equals x and shows the compiler it is a multiple of VEC. Not tl.multiple_of(C):
+    # that marks the op defining C, i.e. the load, and the hint would leak into the unaligned branch.
     if UNIT_SC and not HAS_OUTER:
-        if aligned:
-            _rows_band(tl.multiple_of(wp.to(tl.pointer_type(W_DTYPE)), 16), x_ptr, y_ptr, r0, r_end, C,
-                       tl.multiple_of(SR, VEC), SC, Q, SO, HAS_OUTER, UNIT_SC, BLOCK_M, BLOCK_K)
+        if (wp % 16 == 0) & (SR % VEC == 0) & (C % VEC == 0):
+            _rows_band(tl.multiple_of(wp.to(tl.pointer_type(W_DTYPE)), 16), x_ptr, y_ptr, r0, r_end,
+                       (C // VEC) * VEC, (SR // VEC) * VEC, SC, Q, SO, HAS_OUTER, UNIT_SC, BLOCK_M, BLOCK_K)
         else:
             _rows_band(wp.to(tl.pointer_type(W_DTYPE)), x_ptr, y_ptr, r0, r_end, C, SR, SC, Q, SO,
                        HAS_OUTER, UNIT_SC, BLOCK_M, BLOCK_K)
@@ -128,7 +130,7 @@ def _sn_cols_kernel(meta, tiles, scratch, W_DTYPE: tl.constexpr, HAS_OUTER: tl.c
     """Partial z = W^T y over one block of rows and BLOCK_C columns of one weight."""
     t = tl.program_id(0)
     g = tl.load(tiles + 3 * t)
-    c0 = tl.load(tiles + 3 * t + 1)
+    c0 = tl.multiple_of(tl.load(tiles + 3 * t + 1), BLOCK_C)  # tiles start at multiples of BLOCK_C
     rb = tl.load(tiles + 3 * t + 2)
     m = meta + g * _NF
     wp = tl.load(m + 0)
@@ -143,11 +145,10 @@ def _sn_cols_kernel(meta, tiles, scratch, W_DTYPE: tl.constexpr, HAS_OUTER: tl.c
     zp_ptr = scratch + tl.load(m + 10) + rb * C
     r_start = rb * rpc
     r_end = tl.minimum(r_start + rpc, R)
-    aligned = (wp % 16 == 0) & (SR % VEC == 0)
-    if UNIT_SC and not HAS_OUTER:
-        if aligned:
+    if UNIT_SC and not HAS_OUTER:  # as in the rows kernel
+        if (wp % 16 == 0) & (SR % VEC == 0) & (C % VEC == 0):
             _cols_block(tl.multiple_of(wp.to(tl.pointer_type(W_DTYPE)), 16), y_ptr, zp_ptr, c0, r_start, r_end,
-                        C, tl.multiple_of(SR, VEC), SC, Q, SO, HAS_OUTER, UNIT_SC, BLOCK_R, BLOCK_C)
+                        (C // VEC) * VEC, (SR // VEC) * VEC, SC, Q, SO, HAS_OUTER, UNIT_SC, BLOCK_R, BLOCK_C)
         else:
             _cols_block(wp.to(tl.pointer_type(W_DTYPE)), y_ptr, zp_ptr, c0, r_start, r_end, C, SR, SC, Q, SO,
                         HAS_OUTER, UNIT_SC, BLOCK_R, BLOCK_C)
@@ -224,7 +225,7 @@ def _sn_finalize_kernel(meta, scratch, state, eps, EVAL: tl.constexpr, BLOCK: tl
 @triton.jit
 def _scale_tile(w_ptr, o_ptr, start, numel, sigma, W_DTYPE: tl.constexpr, BLOCK: tl.constexpr, ITERS: tl.constexpr):
     padded = (numel + _FLAT_ALIGN - 1) // _FLAT_ALIGN * _FLAT_ALIGN
-    for i in range(ITERS):
+    for i in tl.static_range(ITERS):
         offs = start + i * BLOCK + tl.arange(0, BLOCK)
         w = tl.load(w_ptr + offs, mask=offs < numel, other=0.0)
         # the padding up to the next weight is written as zeros, so the flat output is fully defined
@@ -236,17 +237,29 @@ def _sn_scale_kernel(emeta, tiles, state, out, W_DTYPE: tl.constexpr, BLOCK: tl.
     """out[flat_off + i] = W[i] / sigma for one tile of one weight."""
     t = tl.program_id(0)
     g = tl.load(tiles + 2 * t)
-    start = tl.load(tiles + 2 * t + 1)
+    start = tl.multiple_of(tl.load(tiles + 2 * t + 1), BLOCK)  # tiles start at multiples of ELEM_TILE
     m = emeta + g * _NE
     wp = tl.load(m + 0)
     numel = tl.load(m + 1)
-    o_ptr = out + tl.load(m + 2)
+    o_ptr = out + tl.multiple_of(tl.load(m + 2), _FLAT_ALIGN)
     sigma = tl.load(state + g)
-    if tl.load(m + 9) != 0:
-        _scale_tile(tl.multiple_of(wp.to(tl.pointer_type(W_DTYPE)), 16), tl.multiple_of(o_ptr, 16), start, numel,
-                    sigma, W_DTYPE, BLOCK, ITERS)
+    if (tl.load(m + 9) != 0) & (numel % _FLAT_ALIGN == 0):  # 16-byte accesses (see the rows kernel)
+        _scale_tile(tl.multiple_of(wp.to(tl.pointer_type(W_DTYPE)), 16), o_ptr, start,
+                    (numel // _FLAT_ALIGN) * _FLAT_ALIGN, sigma, W_DTYPE, BLOCK, ITERS)
     else:
         _scale_tile(wp.to(tl.pointer_type(W_DTYPE)), o_ptr, start, numel, sigma, W_DTYPE, BLOCK, ITERS)
+
+
+@triton.jit
+def _dot_tile(w_ptr, g_ptr, start, numel, BLOCK: tl.constexpr, ITERS: tl.constexpr):
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for i in tl.static_range(ITERS):
+        offs = start + i * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < numel
+        w = tl.load(w_ptr + offs, mask=mask, other=0.0)
+        gr = tl.load(g_ptr + offs, mask=mask, other=0.0)
+        acc += w.to(tl.float32) * gr.to(tl.float32)
+    return tl.sum(acc, axis=0)
 
 
 @triton.jit
@@ -254,19 +267,35 @@ def _sn_dot_kernel(emeta, tiles, grad, partials, W_DTYPE: tl.constexpr, BLOCK: t
     """partials[t] = sum over one tile of grad * W (first stage of <G, W> per weight)."""
     t = tl.program_id(0)
     g = tl.load(tiles + 2 * t)
-    start = tl.load(tiles + 2 * t + 1)
+    start = tl.multiple_of(tl.load(tiles + 2 * t + 1), BLOCK)
     m = emeta + g * _NE
-    w_ptr = tl.load(m + 0).to(tl.pointer_type(W_DTYPE))
+    wp = tl.load(m + 0)
     numel = tl.load(m + 1)
-    g_ptr = grad + tl.load(m + 2)
-    acc = tl.zeros([BLOCK], dtype=tl.float32)
-    for i in range(ITERS):
+    g_ptr = grad + tl.multiple_of(tl.load(m + 2), _FLAT_ALIGN)
+    if (tl.load(m + 9) != 0) & (numel % _FLAT_ALIGN == 0):
+        part = _dot_tile(tl.multiple_of(wp.to(tl.pointer_type(W_DTYPE)), 16), g_ptr, start,
+                         (numel // _FLAT_ALIGN) * _FLAT_ALIGN, BLOCK, ITERS)
+    else:
+        part = _dot_tile(wp.to(tl.pointer_type(W_DTYPE)), g_ptr, start, numel, BLOCK, ITERS)
+    tl.store(partials + t, part)
+
+
+@triton.jit
+def _grad_tile(g_ptr, d_ptr, su_ptr, sv_ptr, start, numel, H, Q, inv, coef, W_DTYPE: tl.constexpr,
+               BLOCK: tl.constexpr, ITERS: tl.constexpr):
+    padded = (numel + _FLAT_ALIGN - 1) // _FLAT_ALIGN * _FLAT_ALIGN
+    for i in tl.static_range(ITERS):
         offs = start + i * BLOCK + tl.arange(0, BLOCK)
         mask = offs < numel
-        w = tl.load(w_ptr + offs, mask=mask, other=0.0)
-        gr = tl.load(g_ptr + offs, mask=mask, other=0.0)
-        acc += w.to(tl.float32) * gr.to(tl.float32)
-    tl.store(partials + t, tl.sum(acc, axis=0))
+        gr = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        o32 = offs.to(tl.int32)
+        a = o32 // Q
+        r = a % H
+        c = (a // H) * Q + (o32 - a * Q)
+        uu = tl.load(su_ptr + r, mask=mask, other=0.0)
+        vv = tl.load(sv_ptr + c, mask=mask, other=0.0)
+        d = tl.where(mask, gr * inv - coef * uu * vv, 0.0)
+        tl.store(d_ptr + offs, d.to(W_DTYPE), mask=offs < padded)  # the padding is written as zeros
 
 
 @triton.jit
@@ -275,10 +304,10 @@ def _sn_grad_kernel(emeta, tiles, grad, partials, state, dw, W_DTYPE: tl.constex
     """dW = G/sigma - (<G, W>/sigma^2) u v^T over one tile (u, v, sigma from the snapshot)."""
     t = tl.num_programs(0) - 1 - tl.program_id(0)  # reverse of the dot pass: reuse what L2 still holds
     g = tl.load(tiles + 2 * t)
-    start = tl.load(tiles + 2 * t + 1)
+    start = tl.multiple_of(tl.load(tiles + 2 * t + 1), BLOCK)
     m = emeta + g * _NE
     numel = tl.load(m + 1)
-    foff = tl.load(m + 2)
+    foff = tl.multiple_of(tl.load(m + 2), _FLAT_ALIGN)  # flat offsets are multiples of FLAT_ALIGN
     H = tl.load(m + 3).to(tl.int32)
     Q = tl.load(m + 4).to(tl.int32)
     su_ptr = state + tl.load(m + 5)
@@ -292,18 +321,13 @@ def _sn_grad_kernel(emeta, tiles, grad, partials, state, dw, W_DTYPE: tl.constex
         pacc += tl.load(partials + tile0 + idx, mask=idx < n_tiles, other=0.0)
     inv = 1.0 / tl.load(state + g)
     coef = tl.sum(pacc, axis=0) * inv * inv
-    for i in range(ITERS):
-        offs = start + i * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < numel
-        gr = tl.load(grad + foff + offs, mask=mask, other=0.0).to(tl.float32)
-        o32 = offs.to(tl.int32)
-        a = o32 // Q
-        r = a % H
-        c = (a // H) * Q + (o32 - a * Q)
-        uu = tl.load(su_ptr + r, mask=mask, other=0.0)
-        vv = tl.load(sv_ptr + c, mask=mask, other=0.0)
-        d = tl.where(mask, gr * inv - coef * uu * vv, 0.0)
-        tl.store(dw + foff + offs, d.to(W_DTYPE), mask=offs < (numel + _FLAT_ALIGN - 1) // _FLAT_ALIGN * _FLAT_ALIGN)
+    g_ptr = grad + foff
+    d_ptr = dw + foff
+    if numel % _FLAT_ALIGN == 0:
+        _grad_tile(g_ptr, d_ptr, su_ptr, sv_ptr, start, (numel // _FLAT_ALIGN) * _FLAT_ALIGN, H, Q, inv, coef,
+                   W_DTYPE, BLOCK, ITERS)
+    else:
+        _grad_tile(g_ptr, d_ptr, su_ptr, sv_ptr, start, numel, H, Q, inv, coef, W_DTYPE, BLOCK, ITERS)
 
 
 def power_iteration(plan, n_iter: int, eps: float, state: torch.Tensor, dtype: torch.dtype) -> None:
