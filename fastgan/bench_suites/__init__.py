@@ -1,0 +1,18 @@
+"""Benchmark suites of ``fastgan bench``.
+
+A suite is a module of this package with ``SUITE`` (its name), ``cases(device, dtypes)`` (its list of
+:class:`fastgan.bench.Case`; cheap: tensors are only made by each case's ``setup(with_compile)``) and
+``describe()`` (a JSON-able dict for the report, e.g. the weight sets and their parameter counts).
+"""
+from __future__ import annotations
+
+import importlib
+
+SUITES = ("spectral_norm",)
+
+
+def load(name: str):
+    """The suite module called ``name``."""
+    if name not in SUITES:
+        raise ValueError(f"unknown benchmark suite {name!r}; choose from {', '.join(SUITES)}")
+    return importlib.import_module(f"{__name__}.{name}")
