@@ -370,12 +370,15 @@ def render_markdown(report: dict) -> str:
     lines += [f"- {d}" for d in floors]
     lines += ["", "Times are medians in ms. x eager / x compile: the best fastgan backend's speedup. GB/s: floor bytes "
               "over the best fastgan time; % copy BW and % datasheet compare it with the bandwidths above."]
-    notes = []
+    notes, unavailable = [], OrderedDict()
     for rec in report["cases"]:
         for n, v in rec["impls"].items():
-            if "error" in v or "unavailable" in v:
-                what, text = ("error", v["error"]) if "error" in v else ("unavailable", v["unavailable"])
-                notes.append(f"- {rec['name']} {rec['dtype']} {rec['mode']}, {n} {what}: {text}")
+            if "error" in v:
+                notes.append(f"- {rec['name']} {rec['dtype']} {rec['mode']}, {n} error: {v['error']}")
+            elif "unavailable" in v:
+                key = (n, v["unavailable"])
+                unavailable[key] = unavailable.get(key, 0) + 1
+    notes += [f"- {n} not run in {k} case{'s' * (k > 1)}: {why}" for (n, why), k in unavailable.items()]
     chart = report.get("chart")
     if chart:
         notes.append(f"- results.png: {chart}")
@@ -399,7 +402,7 @@ def write_chart(report: dict, path: Path) -> str:
         return "not written: no cases"
     labels = [f"{r['name']} {r['dtype']} {r['mode']}" for r in recs]
     if timed:
-        series = [(f"vs {b}", [r.get(f"speedup_vs_{b}", 0.0) for r in recs]) for b in ("eager", "compile")]
+        series = [(f"vs {b}", [r.get(f"speedup_vs_{b}", float("nan")) for r in recs]) for b in ("eager", "compile")]
         xlabel, title = "speedup of the best fastgan backend (x)", "fastgan speedup"
     else:
         series = [(f"@{label}", [r["floor_us_at_datasheet"][label] for r in recs]) for label in FLOOR_REFERENCES]
@@ -407,10 +410,12 @@ def write_chart(report: dict, path: Path) -> str:
     fig, ax = plt.subplots(figsize=(9, 0.32 * len(recs) * len(series) + 1.5))
     h = 0.8 / len(series)
     for k, (name, vals) in enumerate(series):
-        ax.barh([i + k * h for i in range(len(recs))], vals, height=h, label=name)
+        bars = ax.barh([i + k * h for i in range(len(recs))], vals, height=h, label=name)
+        ax.bar_label(bars, labels=["" if v != v else f"{v:.3g}" for v in vals], fontsize=6, padding=2)
     ax.set_yticks([i + h * (len(series) - 1) / 2 for i in range(len(recs))], labels, fontsize=7)
     ax.invert_yaxis()
     if timed:
+        ax.set_xscale("log")
         ax.axvline(1.0, color="k", lw=0.8)
     ax.set_xlabel(xlabel)
     ax.set_title(f"{title} - {(report['env']['gpu'] or {}).get('name', 'no CUDA device')}")
