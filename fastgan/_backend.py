@@ -122,18 +122,19 @@ def unavailable_reason(backend: str, device: torch.device, dtype: torch.dtype, o
     return None
 
 
-def _requested(explicit: str | None) -> str:
+def requested(explicit: str | None = None) -> str:
+    """The backend name asked for (argument, then use_backend, then FASTGAN_BACKEND), 'auto' if none."""
     if explicit is not None:
-        return explicit
+        return explicit.strip().lower()
     chosen = getattr(_state, "backend", None)
     if chosen is not None:
         return chosen
-    return os.environ.get("FASTGAN_BACKEND", "auto") or "auto"
+    return (os.environ.get("FASTGAN_BACKEND", "auto") or "auto").strip().lower()
 
 
 def resolve(op: str, device: torch.device, dtype: torch.dtype, backend: str | None = None) -> str:
     """The backend that computes ``op`` for tensors on ``device`` of ``dtype``."""
-    name = _requested(backend).strip().lower()
+    name = requested(backend)
     if name == "auto":
         for candidate in _AUTO_ORDER:
             if unavailable_reason(candidate, device, dtype, op) is None:
@@ -169,4 +170,4 @@ class use_backend:
 
 def current_backend() -> str:
     """The backend name in force for calls without ``backend=`` (may be 'auto')."""
-    return _requested(None)
+    return requested(None)

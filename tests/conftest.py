@@ -1,7 +1,8 @@
 """Test setup: without a GPU, Triton kernels run under Triton's interpreter on CPU tensors.
 
-TRITON_INTERPRET is read when a kernel is defined, i.e. when fastgan's kernel modules are first imported, which
-happens lazily at the first triton-backend call, after this file has run.
+TRITON_INTERPRET is read when a function is decorated with triton.jit, and Triton's own library functions
+(tl.sum, ...) are decorated when Triton is imported: so it is set, and Triton imported, before any test runs
+(a test that later changes the variable then no longer changes how kernels run).
 """
 import os
 
@@ -13,6 +14,10 @@ if not HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
+try:
+    import triton  # noqa: F401  (see above)
+except ImportError:
+    pass
 
 
 def pytest_collection_modifyitems(config, items):

@@ -164,7 +164,7 @@ def test_triton_backward_matches_float64_reference(interpreter, small_tiles, dty
 
 def test_triton_flat_output_padding_is_defined(interpreter):
     ws, us, vs, dims = _random_group([((3, 5), 0), ((2, 7), 0)])
-    state = sn_op.power_iteration_state(ws, us, vs, dims, 1, 1e-12, backend="triton")
+    state = sn_op.prepare(ws, us, vs, dims).power_iteration(1, 1e-12, True, "triton")
     flat = torch.ops.fastgan.sn_normalize(ws, state, dims, "triton")
     ref = torch.ops.fastgan.sn_normalize(ws, state, dims, "torch")
     assert torch.equal(flat[15:16], torch.zeros(1)) and flat.shape == ref.shape
@@ -205,8 +205,8 @@ def test_gradient_holds_u_v_constant_after_an_iteration():
 
 def _opcheck_args(backend):
     ws, us, vs, dims = _random_group([((5, 3), 0), ((2, 3, 2, 2), 1)])
-    state = sn_op.power_iteration_state([w.clone() for w in ws], [u.clone() for u in us], [v.clone() for v in vs],
-                                        dims, 1, 1e-12, backend=backend)
+    group = sn_op.prepare([w.clone() for w in ws], [u.clone() for u in us], [v.clone() for v in vs], dims)
+    state = group.power_iteration(1, 1e-12, True, backend)
     grad = torch.randn(plan.flat_layout([w.numel() for w in ws])[1])
     return ws, us, vs, dims, state, grad
 

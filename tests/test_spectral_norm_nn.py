@@ -159,14 +159,15 @@ def test_group_matches_per_layer_training(backend):
 
 
 def _count_calls(monkeypatch):
+    """Record the group size of every power-iteration launch sequence."""
     calls = []
-    real = sn_op.power_iteration_state
+    real = sn_op.Group.power_iteration
 
-    def counting(weights, *args, **kwargs):
-        calls.append(len(weights))
-        return real(weights, *args, **kwargs)
+    def counting(self, *args, **kwargs):
+        calls.append(len(self.weights))
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(sn_op, "power_iteration_state", counting)
+    monkeypatch.setattr(sn_op.Group, "power_iteration", counting)
     return calls
 
 

@@ -48,8 +48,7 @@ MIN_TILE_ELEMS, MAX_TILE_ELEMS = 4096, 65536
 TILE_ELEMS_OVERRIDE: int | None = None
 
 _CACHE_SIZE = 64
-_iter_cache: OrderedDict = OrderedDict()
-_elem_cache: OrderedDict = OrderedDict()
+_cache: OrderedDict = OrderedDict()
 
 
 def matrix_geometry(shape, dim: int) -> tuple[int, int, int, int]:
@@ -77,19 +76,6 @@ def flat_layout(numels) -> tuple[list[int], int]:
     return offs, off
 
 
-def split_flat(flat: torch.Tensor, shapes, numels) -> list[torch.Tensor]:
-    """Views of each weight in a flat buffer laid out by :func:`flat_layout`.
-
-    One ``split`` (not one slice per weight) so that autograd sends the gradients back as a single flat tensor.
-    """
-    offs, total = flat_layout(numels)
-    sizes = []
-    for off, n, nxt in zip(offs, numels, offs[1:] + [total]):
-        sizes += [n, nxt - off - n]
-    parts = torch.split(flat, sizes)
-    return [parts[2 * i].view(shape) for i, shape in enumerate(shapes)]
-
-
 def _prev_pow2(x: int) -> int:
     return 1 << (max(int(x), 1).bit_length() - 1)
 
@@ -102,19 +88,6 @@ def _tile_elems(device: torch.device, total: int) -> int:
     sms = torch.cuda.get_device_properties(device).multi_processor_count
     # about four work items per SM, so that weights of very different sizes still balance
     return min(max(_prev_pow2(total // (4 * sms)), MIN_TILE_ELEMS), MAX_TILE_ELEMS)
-
-
-def _cache_get(cache, key):
-    hit = cache.get(key)
-    if hit is not None:
-        cache.move_to_end(key)
-    return hit
-
-
-def _cache_put(cache, key, value):
-    cache[key] = value
-    if len(cache) > _CACHE_SIZE:
-        cache.popitem(last=False)
 
 
 @dataclass
@@ -142,15 +115,9 @@ class ElemPlan:
     flat_size: int
 
 
-def iter_plan(weights, us, vs, geoms, u_first: bool, cacheable: bool = True) -> IterPlan:
+def iter_plan(weights, us, vs, geoms, u_first: bool) -> IterPlan:
     """Tables for the power iteration; ``weights`` must be contiguous (or, transposed, plain 2-D)."""
     device = weights[0].device
-    key = (device, u_first, tuple((w.data_ptr(), u.data_ptr(), v.data_ptr(), tuple(w.shape))
-                                  for w, u, v in zip(weights, us, vs)), geoms)
-    if cacheable:
-        hit = _cache_get(_iter_cache, key)
-        if hit is not None:
-            return hit
     su, sv, _ = state_layout(geoms)
     total = sum(g[1] * g[3] for g in geoms)
     tile_elems = _tile_elems(device, total)
@@ -183,25 +150,17 @@ def iter_plan(weights, us, vs, geoms, u_first: bool, cacheable: bool = True) -> 
     # scratch = [y of every weight | partial z of every weight], both float32
     for m in meta:
         m[ZP_OFF] += y_off
-    plan = IterPlan(
+    return IterPlan(
         meta=torch.tensor(meta, dtype=torch.int64).to(device),
         rows_tiles=torch.tensor(rows_tiles, dtype=torch.int64).to(device),
         cols_tiles=torch.tensor(cols_tiles, dtype=torch.int64).to(device),
         n_rows_tiles=len(rows_tiles), n_cols_tiles=len(cols_tiles), scratch_size=y_off + zp_off,
         has_outer=has_outer, unit_sc=unit_sc, G=len(weights))
-    if cacheable:
-        _cache_put(_iter_cache, key, plan)
-    return plan
 
 
-def elem_plan(weights, geoms, cacheable: bool = True) -> ElemPlan:
+def elem_plan(weights, geoms) -> ElemPlan:
     """Tables for the normalisation and its backward; ``weights`` must be contiguous."""
     device = weights[0].device
-    key = (device, tuple((w.data_ptr(), tuple(w.shape)) for w in weights), geoms)
-    if cacheable:
-        hit = _cache_get(_elem_cache, key)
-        if hit is not None:
-            return hit
     su, sv, _ = state_layout(geoms)
     numels = [w.numel() for w in weights]
     flat_offs, flat_size = flat_layout(numels)
@@ -211,14 +170,94 @@ def elem_plan(weights, geoms, cacheable: bool = True) -> ElemPlan:
         aligned = int(w.data_ptr() % 16 == 0)
         emeta.append([w.data_ptr(), n, flat_offs[g], h, q, su[g], sv[g], len(tiles), n_tiles, aligned])
         tiles += [(g, s) for s in range(0, n, ELEM_TILE)]
-    plan = ElemPlan(emeta=torch.tensor(emeta, dtype=torch.int64).to(device),
+    return ElemPlan(emeta=torch.tensor(emeta, dtype=torch.int64).to(device),
                     elem_tiles=torch.tensor(tiles, dtype=torch.int64).to(device), n_tiles=len(tiles),
                     flat_size=flat_size)
-    if cacheable:
-        _cache_put(_elem_cache, key, plan)
-    return plan
+
+
+class GroupLayout:
+    """Everything derived from a group's shapes and addresses: geometry, snapshot and flat layouts, and the
+    kernel tables (built on first use). Cached by :func:`group_layout`."""
+
+    def __init__(self, weights, us, vs, dims):
+        self.dims = list(dims)
+        self.shapes = [w.shape for w in weights]
+        self.numels = [w.numel() for w in weights]
+        self.geoms = tuple(matrix_geometry(tuple(s), d) for s, d in zip(self.shapes, self.dims))
+        self.state_size = state_layout(self.geoms)[2]
+        offs, self.flat_size = flat_layout(self.numels)
+        self._split_sizes, self._split_index = [], []
+        for off, n, nxt in zip(offs, self.numels, offs[1:] + [self.flat_size]):
+            self._split_index.append(len(self._split_sizes))
+            self._split_sizes.append(n)
+            if nxt - off > n:  # a padding piece, only where there is padding (rare for real weights)
+                self._split_sizes.append(nxt - off - n)
+        self.contiguous = all(w.is_contiguous() for w in weights)
+        self._iter: dict[bool, tuple] = {}
+        self._elem: ElemPlan | None = None
+
+    def split(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """Views of every weight in a flat buffer; one split, so autograd returns one flat gradient."""
+        parts = flat.split_with_sizes(self._split_sizes)
+        return [parts[i].view(shape) for i, shape in zip(self._split_index, self.shapes)]
+
+    def iteration(self, weights, us, vs, u_first: bool):
+        """(plan, weights the kernels read): contiguous weights, plain 2-D matrices for the transposed order.
+
+        Copies are made only for unusual layouts; their tables are rebuilt every call (new addresses).
+        """
+        hit = self._iter.get(u_first)
+        if hit is not None:
+            return hit
+        kw, kgeoms, copied = [], [], False
+        for w, d, geom in zip(weights, self.dims, self.geoms):
+            p, h, q, wc = geom
+            if not u_first and p > 1:
+                m = w if d == 0 else w.movedim(d, 0)
+                w, geom, copied = m.reshape(h, wc).contiguous(), (1, h, wc, wc), True
+            elif not w.is_contiguous():
+                w, copied = w.contiguous(), True
+            kw.append(w)
+            kgeoms.append(geom)
+        result = (iter_plan(kw, us, vs, tuple(kgeoms), u_first), kw)
+        if not copied:
+            self._iter[u_first] = result
+        return result
+
+    def elementwise(self, weights):
+        """(plan, contiguous weights) of the normalisation and its backward."""
+        if self._elem is not None:
+            return self._elem, weights
+        kw = weights if self.contiguous else [w.contiguous() for w in weights]
+        plan = elem_plan(kw, self.geoms)
+        if self.contiguous:
+            self._elem = plan
+        return plan, kw
+
+
+def _addresses(tensors):
+    return [t.data_ptr() for t in tensors]
+
+
+def group_layout(weights, us, vs, dims) -> GroupLayout:
+    """The cached layout of a group (``us``/``vs`` may be None when only the normalisation is needed).
+
+    Keyed by the tensors' identities and checked against their current addresses and shapes, so a parameter
+    moved or re-assigned (``.data``, ``.to()``) gets a new layout. Holds no reference to the tensors.
+    """
+    us, vs = us or [], vs or []
+    key = (tuple(map(id, weights)), tuple(map(id, us)), tuple(map(id, vs)), tuple(dims), weights[0].dtype)
+    check = (_addresses(weights), [w.shape for w in weights], _addresses(us), _addresses(vs))
+    hit = _cache.get(key)
+    if hit is not None and hit[0] == check:
+        _cache.move_to_end(key)
+        return hit[1]
+    layout = GroupLayout(weights, us, vs, dims)
+    _cache[key] = (check, layout)
+    if len(_cache) > _CACHE_SIZE:
+        _cache.popitem(last=False)
+    return layout
 
 
 def clear_cache() -> None:
-    _iter_cache.clear()
-    _elem_cache.clear()
+    _cache.clear()

@@ -282,27 +282,28 @@ class SpectralNormGroup:
         out = {}
         for (_, _, n, eps), items in parts.items():
             names = [i[0] for i in items]
-            weights = [i[1] for i in items]
             sns = [i[2] for i in items]
-            us, vs, dims = [s._u for s in sns], [s._v for s in sns], [s.dim for s in sns]
+            group = sn_op.prepare([i[1] for i in items], [s._u for s in sns], [s._v for s in sns],
+                                  [s.dim for s in sns], n, eps, names)
+            backend = sn_op.resolve_backend(group)
             if self.check_finite:
-                sn_op._check_finite(weights, names, "the weight")
-            state = self._state(tuple(names), weights, us, vs, dims, n, eps, names)
+                sn_op._check_finite(group.weights, names, "the weight")
+            state = self._state(tuple(names), group, n, eps, backend)
             if self.check_finite:
-                sn_op._check_sigma(state[:len(weights)], names)
-            for sn, w in zip(sns, sn_op.normalize_from_state(weights, state, dims)):
+                sn_op._check_sigma(state[:len(sns)], names)
+            for sn, w in zip(sns, group.normalize(state, backend)):
                 out[id(sn)] = w
         return out
 
-    def _state(self, key, weights, us, vs, dims, n, eps, names):
-        versions = tuple(t._version for group in (weights, us, vs) for t in group)
+    def _state(self, key, group, n, eps, backend):
+        """The snapshot of this partition: a new power iteration, or the last one if nothing changed since."""
+        tensors = group.weights + group.us + group.vs
+        versions = tuple(t._version for t in tensors)
         cached = self._states.get(key)
-        reuse = cached is not None and cached[0] == versions and cached[1] == n and (n == 0 or self.update == "step")
-        if reuse:
+        if cached is not None and cached[0] == versions and cached[1] == n and (n == 0 or self.update == "step"):
             return cached[2]
-        state = sn_op.power_iteration_state(weights, us, vs, dims, n, eps, names=names)
-        versions = tuple(t._version for group in (weights, us, vs) for t in group)
-        self._states[key] = (versions, n, state)
+        state = group.power_iteration(n, eps, True, backend)
+        self._states[key] = (tuple(t._version for t in tensors), n, state)
         return state
 
     def remove(self) -> None:

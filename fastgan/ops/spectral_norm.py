@@ -32,10 +32,6 @@ def _state_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _geoms(weights, dims) -> tuple:
-    return tuple(plan_mod.matrix_geometry(tuple(w.shape), d) for w, d in zip(weights, dims))
-
-
 def _matrix(w: torch.Tensor, dim: int, dtype: torch.dtype) -> torch.Tensor:
     m = w if dim == 0 else w.movedim(dim, 0)
     return m.reshape(m.shape[0], -1).to(dtype)
@@ -47,9 +43,15 @@ def _outer_like(u: torch.Tensor, v: torch.Tensor, shape, dim: int) -> torch.Tens
     return torch.outer(u, v).reshape(shape[dim], *rest).movedim(0, dim)
 
 
-def _state_views(state, geoms):
-    su, sv, _ = plan_mod.state_layout(geoms)
-    return [(state[a:a + h], state[b:b + w]) for a, b, (_, h, _, w) in zip(su, sv, geoms)]
+def _traced(t: torch.Tensor) -> bool:
+    """True when the registered ops must be used: under torch.compile/export, or for tensor subclasses."""
+    return torch.compiler.is_compiling() or type(t) not in (torch.Tensor, torch.nn.Parameter)
+
+
+def _layout(weights, dims, us=None, vs=None) -> plan_mod.GroupLayout:
+    if _traced(weights[0]):  # fake or functional tensors have no address to key a cache on
+        return plan_mod.GroupLayout(weights, us, vs, dims)
+    return plan_mod.group_layout(weights, us, vs, dims)
 
 
 # ---------------------------------------------------------------- reference (eager torch) implementations
@@ -76,31 +78,31 @@ def _ref_power_iteration(weights, us, vs, dims, n_iter, eps, u_first):
     return torch.cat([torch.stack(sigmas), *vecs])
 
 
-def _ref_normalize(weights, state, geoms):
-    offs, size = plan_mod.flat_layout([w.numel() for w in weights])
+def _ref_normalize(weights, state, layout):
+    offs, size = plan_mod.flat_layout(layout.numels)
     flat = weights[0].new_zeros(size)
     for g, (w, off) in enumerate(zip(weights, offs)):
         flat[off:off + w.numel()] = (w.reshape(-1).to(state.dtype) / state[g]).to(w.dtype)
     return flat
 
 
-def _composite_backward(grads, weights, state, dims, geoms):
+def _composite_backward(grads, weights, state, layout):
     """dW per weight from differentiable torch ops (used while recording a double backward)."""
+    su, sv, _ = plan_mod.state_layout(layout.geoms)
     out = []
-    for g, (gr, w, d, (u, v)) in enumerate(zip(grads, weights, dims, _state_views(state, geoms))):
-        sdt = state.dtype
-        wf, gf = w.to(sdt), gr.to(sdt)
-        sigma = torch.dot(u, torch.mv(_matrix(wf, d, sdt), v))  # sigma as a function of W, u and v constant
+    for gr, w, d, a, b, (_, h, _, wc) in zip(grads, weights, layout.dims, su, sv, layout.geoms):
+        u, v = state[a:a + h], state[b:b + wc]
+        wf, gf = w.to(state.dtype), gr.to(state.dtype)
+        sigma = torch.dot(u, torch.mv(_matrix(wf, d, state.dtype), v))  # as a function of W, u and v constant
         dw = gf / sigma - (gf * wf).sum() / (sigma * sigma) * _outer_like(u, v, w.shape, d)
         out.append(dw.to(w.dtype))
     return out
 
 
-def _ref_normalize_backward(grad, weights, state, dims, geoms):
-    grads = plan_mod.split_flat(grad, [w.shape for w in weights], [w.numel() for w in weights])
-    offs, size = plan_mod.flat_layout([w.numel() for w in weights])
+def _ref_normalize_backward(grad, weights, state, layout):
+    offs, size = plan_mod.flat_layout(layout.numels)
     flat = grad.new_zeros(size)
-    for off, dw in zip(offs, _composite_backward(grads, weights, state, dims, geoms)):
+    for off, dw in zip(offs, _composite_backward(layout.split(grad), weights, state, layout)):
         flat[off:off + dw.numel()] = dw.reshape(-1)
     return flat
 
@@ -108,59 +110,30 @@ def _ref_normalize_backward(grad, weights, state, dims, geoms):
 # ---------------------------------------------------------------- kernel dispatch
 
 
-def _kernel_weights(weights, dims, geoms, u_first):
-    """Weights as the kernels need them (contiguous; plain 2-D matrices for the transposed iteration).
-
-    Returns (tensors, their geometries, cacheable): copies are made only for unusual layouts, and their tables
-    are not cached since the copies' addresses change every call.
-    """
-    out, out_geoms, cacheable = [], [], True
-    for w, d, geom in zip(weights, dims, geoms):
-        p, h, q, wc = geom
-        if not u_first and p > 1:
-            w = _matrix(w, d, w.dtype).contiguous()
-            geom = (1, h, wc, wc)
-            cacheable = False
-        elif not w.is_contiguous():
-            w = w.contiguous()
-            cacheable = False
-        out.append(w)
-        out_geoms.append(geom)
-    return out, tuple(out_geoms), cacheable
-
-
-def _contiguous_weights(weights):
-    if all(w.is_contiguous() for w in weights):
-        return weights, True
-    return [w.contiguous() for w in weights], False
-
-
 def _cuda_stream(device):
     return torch.cuda.current_stream(device).cuda_stream
 
 
-def _kernel_power_iteration(weights, us, vs, dims, n_iter, eps, u_first, backend):
-    geoms = _geoms(weights, dims)
-    kw, kgeoms, cacheable = _kernel_weights(weights, dims, geoms, u_first)
-    plan = plan_mod.iter_plan(kw, us, vs, kgeoms, u_first, cacheable)
-    state = torch.empty(plan_mod.state_layout(geoms)[2], dtype=torch.float32, device=weights[0].device)
+def _kernel_power_iteration(weights, us, vs, n_iter, eps, u_first, backend, layout):
+    plan, kw = layout.iteration(weights, us, vs, u_first)
+    dev = weights[0].device
+    state = torch.empty(layout.state_size, dtype=torch.float32, device=dev)
     if backend == "triton":
         from ..kernels import spectral_norm as tk
 
         tk.power_iteration(plan, n_iter, eps, state, weights[0].dtype)
     else:
-        dev = state.device
         scratch = torch.empty(plan.scratch_size, dtype=torch.float32, device=dev)
         _backend.extension().sn_power_iteration(
             plan.meta.data_ptr(), plan.rows_tiles.data_ptr(), plan.n_rows_tiles, plan.cols_tiles.data_ptr(),
             plan.n_cols_tiles, plan.G, scratch.data_ptr(), state.data_ptr(), n_iter, float(eps),
             _DTYPE_CODE[weights[0].dtype], plan.has_outer, plan.unit_sc, dev.index, _cuda_stream(dev))
+    del kw  # copies (unusual layouts) live until the kernels are queued; the allocator orders their reuse
     return state
 
 
-def _kernel_normalize(weights, state, dims, backend):
-    kw, cacheable = _contiguous_weights(weights)
-    eplan = plan_mod.elem_plan(kw, _geoms(weights, dims), cacheable)
+def _kernel_normalize(weights, state, backend, layout):
+    eplan, kw = layout.elementwise(weights)
     flat = torch.empty(eplan.flat_size, dtype=weights[0].dtype, device=weights[0].device)
     if backend == "triton":
         from ..kernels import spectral_norm as tk
@@ -174,9 +147,8 @@ def _kernel_normalize(weights, state, dims, backend):
     return flat
 
 
-def _kernel_normalize_backward(grad, weights, state, dims, backend):
-    kw, cacheable = _contiguous_weights(weights)
-    eplan = plan_mod.elem_plan(kw, _geoms(weights, dims), cacheable)
+def _kernel_normalize_backward(grad, weights, state, backend, layout):
+    eplan, kw = layout.elementwise(weights)
     grad = grad.contiguous()
     dw = torch.empty_like(grad)
     if backend == "triton":
@@ -192,28 +164,57 @@ def _kernel_normalize_backward(grad, weights, state, dims, backend):
     return dw
 
 
-# ---------------------------------------------------------------- torch.library registration
+def _power_iteration_impl(weights, us, vs, dims, n_iter, eps, u_first, backend, layout=None):
+    if backend == "torch":
+        return _ref_power_iteration(weights, us, vs, dims, n_iter, eps, u_first)
+    layout = layout or _layout(weights, dims, us, vs)
+    return _kernel_power_iteration(weights, us, vs, n_iter, eps, u_first, backend, layout)
+
+
+def _normalize_impl(weights, state, dims, backend, layout=None):
+    layout = layout or _layout(weights, dims)
+    if backend == "torch":
+        return _ref_normalize(weights, state, layout)
+    return _kernel_normalize(weights, state, backend, layout)
+
+
+def _normalize_backward_impl(grad, weights, state, dims, backend, layout=None):
+    layout = layout or _layout(weights, dims)
+    if backend == "torch":
+        return _ref_normalize_backward(grad, weights, state, layout)
+    return _kernel_normalize_backward(grad, weights, state, backend, layout)
+
+
+def _weight_grads(grad, weights, state, dims, backend, layout=None):
+    """Gradients of every weight from the gradient of the flat normalised output."""
+    layout = layout or _layout(weights, dims)
+    if torch.is_grad_enabled():
+        # create_graph=True: a backward built of differentiable ops, so that double backward works
+        return _composite_backward(layout.split(grad), weights, state, layout)
+    return layout.split(_normalize_backward_impl(grad, weights, state, dims, backend, layout))
+
+
+# ---------------------------------------------------------------- torch.library registration (traced calls)
+# torch.compile, torch.export and tensor subclasses go through these registered ops. Eager calls take the direct
+# path below (same implementations): the ops' Python-level dispatch costs tens of microseconds per call with a
+# list of 20 weights, as much as the GPU work of a whole SNGAN discriminator.
 
 
 @torch.library.custom_op("fastgan::sn_power_iteration", mutates_args=("us", "vs"))
 def _power_iteration_op(weights: list[torch.Tensor], us: list[torch.Tensor], vs: list[torch.Tensor], dims: list[int],
                         n_power_iterations: int, eps: float, u_first: bool, backend: str) -> torch.Tensor:
-    if backend == "torch":
-        return _ref_power_iteration(weights, us, vs, dims, n_power_iterations, eps, u_first)
-    return _kernel_power_iteration(weights, us, vs, dims, n_power_iterations, eps, u_first, backend)
+    return _power_iteration_impl(weights, us, vs, dims, n_power_iterations, eps, u_first, backend)
 
 
 @_power_iteration_op.register_fake
 def _(weights, us, vs, dims, n_power_iterations, eps, u_first, backend):
-    size = plan_mod.state_layout(_geoms(weights, dims))[2]
-    return weights[0].new_empty(size, dtype=_state_dtype(weights[0].dtype))
+    geoms = [plan_mod.matrix_geometry(tuple(w.shape), d) for w, d in zip(weights, dims)]
+    return weights[0].new_empty(plan_mod.state_layout(geoms)[2], dtype=_state_dtype(weights[0].dtype))
 
 
 @torch.library.custom_op("fastgan::sn_normalize", mutates_args=())
 def _normalize_op(weights: list[torch.Tensor], state: torch.Tensor, dims: list[int], backend: str) -> torch.Tensor:
-    if backend == "torch":
-        return _ref_normalize(weights, state, _geoms(weights, dims))
-    return _kernel_normalize(weights, state, dims, backend)
+    return _normalize_impl(weights, state, dims, backend)
 
 
 @_normalize_op.register_fake
@@ -224,9 +225,7 @@ def _(weights, state, dims, backend):
 @torch.library.custom_op("fastgan::sn_normalize_backward", mutates_args=())
 def _normalize_backward_op(grad: torch.Tensor, weights: list[torch.Tensor], state: torch.Tensor, dims: list[int],
                            backend: str) -> torch.Tensor:
-    if backend == "torch":
-        return _ref_normalize_backward(grad, weights, state, dims, _geoms(weights, dims))
-    return _kernel_normalize_backward(grad, weights, state, dims, backend)
+    return _normalize_backward_impl(grad, weights, state, dims, backend)
 
 
 @_normalize_backward_op.register_fake
@@ -242,21 +241,64 @@ def _normalize_setup_context(ctx, inputs, output):
 
 def _normalize_backward(ctx, grad):
     state, *weights = ctx.saved_tensors
-    shapes, numels = [w.shape for w in weights], [w.numel() for w in weights]
     if torch.is_grad_enabled():
-        # create_graph=True: a backward built of differentiable ops, so that double backward works
-        grads = plan_mod.split_flat(grad, shapes, numels)
-        dws = _composite_backward(grads, weights, state, ctx.dims, _geoms(weights, ctx.dims))
+        dws = _weight_grads(grad, weights, state, ctx.dims, ctx.backend)
     else:
         flat = torch.ops.fastgan.sn_normalize_backward(grad, weights, state, ctx.dims, ctx.backend)
-        dws = plan_mod.split_flat(flat, shapes, numels)
+        dws = _layout(weights, ctx.dims).split(flat)
     return dws, None, None, None
 
 
 _normalize_op.register_autograd(_normalize_backward, setup_context=_normalize_setup_context)
 
 
-# ---------------------------------------------------------------- public functional API
+# ---------------------------------------------------------------- eager path
+
+
+class _Normalize(torch.autograd.Function):
+    """Eager twin of ``fastgan::sn_normalize`` with its autograd (same implementation functions)."""
+
+    @staticmethod
+    def forward(ctx, state, layout, backend, *weights):
+        ctx.save_for_backward(state, *weights)
+        ctx.layout, ctx.backend = layout, backend
+        return _normalize_impl(weights, state, layout.dims, backend, layout)
+
+    @staticmethod
+    def backward(ctx, grad):
+        state, *weights = ctx.saved_tensors
+        return (None, None, None,
+                *_weight_grads(grad, weights, state, ctx.layout.dims, ctx.backend, ctx.layout))
+
+
+class Group:
+    """A validated group of weights (with u, v) and its cached layout; what the eager calls run on."""
+
+    __slots__ = ("weights", "us", "vs", "dims", "layout", "names")
+
+    def __init__(self, weights, us, vs, dims, layout, names=None):
+        self.weights, self.us, self.vs, self.dims, self.layout, self.names = weights, us, vs, dims, layout, names
+
+    def power_iteration(self, n_iter: int, eps: float, u_first: bool, backend: str) -> torch.Tensor:
+        """Update u, v in place; return the snapshot [sigma | u_i, v_i] (no gradient)."""
+        w, us, vs = self.weights, self.us, self.vs
+        with torch.no_grad():
+            if self.layout is None:
+                return torch.ops.fastgan.sn_power_iteration(w, us, vs, self.dims, n_iter, eps, u_first, backend)
+            state = _power_iteration_impl(w, us, vs, self.dims, n_iter, eps, u_first, backend, self.layout)
+        if n_iter and backend != "torch":
+            torch.autograd.graph.increment_version(us + vs)  # written through raw pointers: tell autograd
+        return state
+
+    def normalize(self, state: torch.Tensor, backend: str) -> list[torch.Tensor]:
+        """W_i / sigma_i, differentiable with respect to the weights."""
+        if self.layout is None:
+            flat = torch.ops.fastgan.sn_normalize(self.weights, state, self.dims, backend)
+            return _layout(self.weights, self.dims).split(flat)
+        return self.layout.split(_Normalize.apply(state, self.layout, backend, *self.weights))
+
+
+# ---------------------------------------------------------------- validation
 
 
 def _as_list(x, name):
@@ -317,34 +359,45 @@ def check_group(weights, us, vs, dims, n_power_iterations, eps, names=None):
     return weights, us, vs, out_dims
 
 
+_checked: dict = {}  # signature of a group already validated -> (its normalised dims, its layout)
+
+
+def _signature(weights, us, vs, dims):
+    """Identities, addresses, shapes and dtypes: what validation depends on (None if it cannot be formed)."""
+    tensors = weights + us + vs
+    if not weights or not (len(weights) == len(us) == len(vs) == len(dims)):
+        return None
+    if not all(isinstance(t, torch.Tensor) for t in tensors):
+        return None
+    if _traced(weights[0]):
+        return None
+    return (tuple(map(id, tensors)), dims, tuple(t.data_ptr() for t in tensors), tuple(w.shape for w in weights),
+            weights[0].dtype, us[0].dtype)
+
+
+def prepare(weights, us, vs, dims=0, n_power_iterations=1, eps=1e-12, names=None) -> Group:
+    """Validate a group (once per set of tensors, shapes and addresses) and return it ready to run."""
+    weights, us, vs = _as_list(weights, "weights"), _as_list(us, "us"), _as_list(vs, "vs")
+    dims_t = (dims,) * len(weights) if isinstance(dims, int) else tuple(dims)
+    sig = _signature(weights, us, vs, dims_t)
+    hit = _checked.get(sig) if sig is not None else None
+    scalars_ok = (isinstance(n_power_iterations, int) and not isinstance(n_power_iterations, bool)
+                  and n_power_iterations >= 0 and isinstance(eps, (int, float)) and 0 < eps < float("inf"))
+    if hit is None or not scalars_ok:
+        weights, us, vs, checked_dims = check_group(weights, us, vs, list(dims_t), n_power_iterations, eps, names)
+        layout = None if _traced(weights[0]) else _layout(weights, checked_dims, us, vs)
+        hit = (checked_dims, layout)
+        if sig is not None:
+            if len(_checked) > 256:
+                _checked.clear()
+            _checked[sig] = hit
+    return Group(weights, us, vs, hit[0], hit[1], names)
+
+
 def _check_finite(tensors, names, what):
     bad = [n for t, n in zip(tensors, names) if not bool(torch.isfinite(t).all())]
     if bad:
         raise ValueError(f"spectral norm: non-finite values (NaN or Inf) in {what} of {', '.join(bad)}")
-
-
-def _resolve(weights, us, backend):
-    name = _backend.resolve(OP, weights[0].device, weights[0].dtype, backend)
-    if name != "torch" and us[0].dtype != torch.float32:
-        raise _backend.BackendUnavailable(f"spectral norm: the {name} backend keeps u and v in float32; "
-                                          f"these are {us[0].dtype} (use backend='torch')")
-    return name
-
-
-def power_iteration_state(weights, us, vs, dims, n_power_iterations, eps, u_first=True, backend=None, names=None):
-    """Validate a group, run the iterations and return the snapshot [sigma | u_i, v_i] (no gradient)."""
-    weights, us, vs, dims = check_group(weights, us, vs, dims, n_power_iterations, eps, names)
-    name = _resolve(weights, us, backend)
-    with torch.no_grad():
-        return torch.ops.fastgan.sn_power_iteration(weights, us, vs, dims, n_power_iterations, float(eps), u_first,
-                                                    name)
-
-
-def normalize_from_state(weights, state, dims, backend=None) -> list[torch.Tensor]:
-    """W_i / sigma_i for a snapshot made by :func:`power_iteration_state` on the same weights."""
-    name = _backend.resolve(OP, weights[0].device, weights[0].dtype, backend)
-    flat = torch.ops.fastgan.sn_normalize(weights, state, dims, name)
-    return plan_mod.split_flat(flat, [w.shape for w in weights], [w.numel() for w in weights])
 
 
 def _check_sigma(sigma, labels):
@@ -352,6 +405,20 @@ def _check_sigma(sigma, labels):
     if bad:
         raise ValueError(f"spectral norm: sigma is zero or not finite for {', '.join(bad)} (an all-zero or "
                          "non-finite weight, or zero u/v vectors): W / sigma would not be finite")
+
+
+def resolve_backend(group: Group, backend: str | None = None) -> str:
+    """The backend for this group: as fastgan._backend.resolve, and float64 u, v only on the torch backend."""
+    name = _backend.resolve(OP, group.weights[0].device, group.weights[0].dtype, backend)
+    if name != "torch" and group.us[0].dtype != torch.float32:
+        if _backend.requested(backend) != "auto":
+            raise _backend.BackendUnavailable(f"spectral norm: the {name} backend keeps u and v in float32; "
+                                              f"these are {group.us[0].dtype} (use backend='torch')")
+        return "torch"
+    return name
+
+
+# ---------------------------------------------------------------- public functional API
 
 
 def spectral_norm_power_iteration_(weights: Sequence[torch.Tensor] | torch.Tensor,
@@ -377,11 +444,11 @@ def spectral_norm_power_iteration_(weights: Sequence[torch.Tensor] | torch.Tenso
     Returns:
         sigma, shape (G,), float32 (float64 for float64 weights): u_i . W_i v_i after the update. No gradient.
     """
-    weights, us, vs, dims = check_group(weights, us, vs, dims, n_power_iterations, eps)
+    group = prepare(weights, us, vs, dims, n_power_iterations, eps)
     if check_finite:
-        _check_finite(weights, [f"weights[{i}]" for i in range(len(weights))], "the weight")
-    state = power_iteration_state(weights, us, vs, dims, n_power_iterations, eps, u_first, backend)
-    return state[:len(weights)]
+        _check_finite(group.weights, [f"weights[{i}]" for i in range(len(group.weights))], "the weight")
+    state = group.power_iteration(n_power_iterations, float(eps), u_first, resolve_backend(group, backend))
+    return state[:len(group.weights)]
 
 
 def spectral_normalize(weights: Sequence[torch.Tensor] | torch.Tensor, us: Sequence[torch.Tensor] | torch.Tensor,
@@ -399,12 +466,13 @@ def spectral_normalize(weights: Sequence[torch.Tensor] | torch.Tensor, us: Seque
         with respect to them (u and v held constant, double backward supported); and sigma (G,), float32, without
         gradient. The normalised weights are views of one buffer: do not resize them in place.
     """
-    labels = list(names) if names else None
-    weights, us, vs, dims = check_group(weights, us, vs, dims, n_power_iterations, eps, labels)
-    labels = labels or [f"weights[{i}]" for i in range(len(weights))]
+    group = prepare(weights, us, vs, dims, n_power_iterations, eps, list(names) if names else None)
+    labels = group.names or [f"weights[{i}]" for i in range(len(group.weights))]
     if check_finite:
-        _check_finite(weights, labels, "the weight")
-    state = power_iteration_state(weights, us, vs, dims, n_power_iterations, eps, u_first, backend, labels)
+        _check_finite(group.weights, labels, "the weight")
+    name = resolve_backend(group, backend)
+    state = group.power_iteration(n_power_iterations, float(eps), u_first, name)
+    sigma = state[:len(group.weights)]
     if check_finite:
-        _check_sigma(state[:len(weights)], labels)
-    return normalize_from_state(weights, state, dims, backend), state[:len(weights)]
+        _check_sigma(sigma, labels)
+    return group.normalize(state, name), sigma
