@@ -100,9 +100,9 @@ class CMakeBuild(build_ext):
         self._write_info(ext, info)
 
     def _cmake_build(self, ext, nvcc):
+        archs = _cuda_archs()
         import pybind11
 
-        archs = _cuda_archs()
         # SASS for every listed arch, plus PTX of the newest so later GPUs can JIT it.
         cmake_archs = [f"{a}-real" for a in archs[:-1]] + [archs[-1]]
         out_dir = Path(self.get_ext_fullpath(ext.name)).parent.resolve()
