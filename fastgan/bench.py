@@ -332,18 +332,26 @@ def render_table(report: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+def describe_gpu(gpu: dict | None) -> str:
+    """One line for the GPU of environment()."""
+    if not gpu:
+        return "no CUDA device"
+    return f"{gpu['name']} (compute capability {gpu['capability']}, {gpu['sms']} SMs, {gpu['memory_gib']} GiB)"
+
+
+def describe_build(b: dict) -> str:
+    """One line for the CUDA extension of environment()."""
+    if not b["built"]:
+        return f"not built ({b['reason']})"
+    return (f"built for {', '.join('sm_' + a for a in b['archs']) or '?'} with CUDA {b['cuda_version']}, "
+            f"{b['kernels']} kernels x arch ({b['kernels_spilling']} with register spills)"
+            + ("" if b["importable"] else f"; does not import: {b['import_error']}"))
+
+
 def render_markdown(report: dict) -> str:
     """results.md: a header (device, versions, build, bandwidths, date, command), notes, then the table."""
-    env, b = report["env"], report["env"]["build"]
-    gpu = env["gpu"]
-    device = (f"{gpu['name']} (compute capability {gpu['capability']}, {gpu['sms']} SMs, {gpu['memory_gib']} GiB)"
-              if gpu else "no CUDA device")
-    if b["built"]:
-        build = (f"built for {', '.join('sm_' + a for a in b['archs']) or '?'} with CUDA {b['cuda_version']}, "
-                 f"{b['kernels']} kernels ({b['kernels_spilling']} with register spills)"
-                 + ("" if b["importable"] else f"; does not import: {b['import_error']}"))
-    else:
-        build = f"not built ({b['reason']})"
+    env = report["env"]
+    device, build = describe_gpu(env["gpu"]), describe_build(env["build"])
     copy = report["copy_bandwidth_gbs"]
     lines = [
         "# fastgan bench", "",

@@ -17,13 +17,6 @@ def info_text() -> str:
     from . import _backend, bench
 
     env = bench.environment()
-    b = env["build"]
-    if b["built"]:
-        ext = (f"built for {', '.join(b['archs']) or '?'} (CUDA {b['cuda_version']}); {b['kernels']} compiled "
-               f"kernels (kernel x arch), {b['kernels_spilling']} of them spill registers; "
-               + ("imports" if b["importable"] else f"does not import: {b['import_error']}"))
-    else:
-        ext = f"not built: {b['reason']}"
     gpu = env["gpu"]
     pairs = [
         ("fastgan", env["fastgan"]),
@@ -31,9 +24,8 @@ def info_text() -> str:
         ("torch", f"{env['torch']} (CUDA {env['torch_cuda'] or 'none'})"),
         ("triton", env["triton"] or "not installed"),
         ("TRITON_INTERPRET", "1 (Triton kernels run on the CPU, emulated)" if env["triton_interpret"] else "not set"),
-        ("CUDA extension", ext),
-        ("GPU", f"{gpu['name']}, compute capability {gpu['capability']}, {gpu['sms']} SMs, {gpu['memory_gib']} GiB"
-         if gpu else "no CUDA device"),
+        ("CUDA extension", bench.describe_build(env["build"])),
+        ("GPU", bench.describe_gpu(gpu)),
         ("backend in force", _backend.current_backend()),
     ]
     lines = _rows(pairs)

@@ -19,7 +19,6 @@ import triton
 import triton.language as tl
 
 from . import _interpreter_compat
-from . import spectral_norm_plan as plan_mod
 from .spectral_norm_plan import COLS_TILE, ELEM_TILE, FLAT_ALIGN, NE, NF
 
 _interpreter_compat.install()
@@ -387,4 +386,4 @@ def launch_configs():
     return [(k, sig, cx, NUM_WARPS) for k, sig, cx in configs]
 
 
-__all__ = ["power_iteration", "normalize", "normalize_backward", "launch_configs", "plan_mod"]
+__all__ = ["power_iteration", "normalize", "normalize_backward", "launch_configs"]

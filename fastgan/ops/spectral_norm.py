@@ -115,7 +115,8 @@ def _cuda_stream(device):
 
 
 def _kernel_power_iteration(weights, us, vs, n_iter, eps, u_first, backend, layout):
-    plan, kw = layout.iteration(weights, us, vs, u_first)
+    # copies are made only for unusual layouts; the tables point into them, so they live until the launches
+    plan, _copies = layout.iteration(weights, us, vs, u_first)
     dev = weights[0].device
     state = torch.empty(layout.state_size, dtype=torch.float32, device=dev)
     if backend == "triton":
@@ -128,12 +129,11 @@ def _kernel_power_iteration(weights, us, vs, n_iter, eps, u_first, backend, layo
             plan.meta.data_ptr(), plan.rows_tiles.data_ptr(), plan.n_rows_tiles, plan.cols_tiles.data_ptr(),
             plan.n_cols_tiles, plan.G, scratch.data_ptr(), state.data_ptr(), n_iter, float(eps),
             _DTYPE_CODE[weights[0].dtype], plan.has_outer, plan.unit_sc, dev.index, _cuda_stream(dev))
-    del kw  # copies (unusual layouts) live until the kernels are queued; the allocator orders their reuse
     return state
 
 
 def _kernel_normalize(weights, state, backend, layout):
-    eplan, kw = layout.elementwise(weights)
+    eplan, _copies = layout.elementwise(weights)  # as above
     flat = torch.empty(eplan.flat_size, dtype=weights[0].dtype, device=weights[0].device)
     if backend == "triton":
         from ..kernels import spectral_norm as tk
@@ -148,7 +148,7 @@ def _kernel_normalize(weights, state, backend, layout):
 
 
 def _kernel_normalize_backward(grad, weights, state, backend, layout):
-    eplan, kw = layout.elementwise(weights)
+    eplan, _copies = layout.elementwise(weights)
     grad = grad.contiguous()
     dw = torch.empty_like(grad)
     if backend == "triton":
