@@ -163,6 +163,9 @@ def elem_plan(weights, geoms) -> ElemPlan:
     device = weights[0].device
     su, sv, _ = state_layout(geoms)
     numels = [w.numel() for w in weights]
+    if max(numels) >= 2**31:  # the backward kernels index within a weight in 32 bits
+        raise ValueError(f"spectral norm: a weight of {max(numels)} elements is beyond the kernels' 2^31 limit; "
+                         "use backend='torch'")
     flat_offs, flat_size = flat_layout(numels)
     emeta, tiles = [], []
     for g, (w, n, (p, h, q, wc)) in enumerate(zip(weights, numels, geoms)):
