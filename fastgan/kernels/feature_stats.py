@@ -22,7 +22,7 @@ _interpreter_compat.install()
 
 BLOCK_M = 64
 BLOCK_K = 32
-NUM_WARPS = 4
+NUM_WARPS = 8
 NUM_STAGES = 3
 PRECISION = "tf32x3"
 _TL = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}

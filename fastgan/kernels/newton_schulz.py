@@ -16,7 +16,7 @@ _interpreter_compat.install()
 
 BLOCK = 64
 BLOCK_K = 32
-NUM_WARPS = 4
+NUM_WARPS = 8
 PRECISION = "tf32x3"
 
 
