@@ -10,8 +10,10 @@ matrix: with S1 = L L^T (Cholesky), L^-1 (S1 S2) L = L^T S2 L, which is symmetri
     tr sqrt(S1 S2) = sum_i sqrt(lambda_i(L^T S2 L))
 
 with a symmetric eigensolver, eigenvalues only. When S1 is singular (fewer samples than dimensions) the
-Cholesky factorisation fails; S1 = R R with R = sqrt(S1) from ``eigh`` (negative round-off eigenvalues clipped to
-zero) gives the same similarity, R S2 R. Neither route produces NaN or an imaginary part for a valid covariance.
+Cholesky factorisation fails; S1 = R R with R = sqrt(S1) from ``eigh`` gives the same similarity, R S2 R.
+Neither route produces NaN or an imaginary part for a valid covariance. Eigenvalues at round-off level
+(below max|lambda| d eps) are taken as exact zeros before square roots: the trace of a square root is not
+Lipschitz at singular matrices, and round-off would otherwise add about 1e-8 |S| per null direction.
 
 Because of round-off, the FID of a set with itself can come out as a tiny negative number (about -1e-10 of the
 traces); it is returned as computed, not clipped, so that a real bug is not hidden.
@@ -47,10 +49,20 @@ def _check_cov(s: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} is not symmetric (largest |S - S^T| = {asym:.3g}); a covariance matrix is")
 
 
+def _significant(lam: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues of a symmetric PSD matrix with those at round-off level (|lam| <= max|lam| d eps) set to zero.
+
+    A square root amplifies round-off near zero: an eigenvalue of 1e-16 that should be 0 becomes 1e-8. Without
+    this, each null direction of a singular covariance would add about 1e-8 |S| to tr sqrt(S1 S2).
+    """
+    tol = lam.abs().max() * lam.shape[0] * torch.finfo(lam.dtype).eps
+    return torch.where(lam > tol, lam, torch.zeros_like(lam))
+
+
 def _symmetric_sqrt(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sqrt(s), eigenvalues of s) for a symmetric PSD s, negative round-off eigenvalues clipped to zero."""
+    """(sqrt(s), eigenvalues of s) for a symmetric PSD s; eigenvalues at round-off level are taken as zero."""
     lam, vec = torch.linalg.eigh(s)
-    return (vec * lam.clamp_min(0).sqrt()) @ vec.mT, lam
+    return (vec * _significant(lam).sqrt()) @ vec.mT, lam
 
 
 class _Factor:
@@ -69,7 +81,7 @@ class _Factor:
         """tr sqrt(S other) = sum sqrt(eig(F^T other F))."""
         m = self.f.mT @ other @ self.f
         lam = torch.linalg.eigvalsh((m + m.mT) * 0.5)  # symmetric up to round-off: make it exactly so
-        return float(lam.clamp_min(0).sqrt().sum())
+        return float(_significant(lam).sqrt().sum())
 
     def info(self) -> dict:
         out = {"route": self.route}
