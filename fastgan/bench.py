@@ -72,6 +72,14 @@ class Case:
     setup: Callable[[bool], "OrderedDict[str, Callable | Exception]"] | None = None
     device: str = "cuda"
     params: dict = field(default_factory=dict)  # suite-specific facts, copied into the JSON
+    # Optional, for cases that are not "fastgan vs eager and compile" (defaults: as for the spectral-norm suite):
+    baselines: tuple = ("eager", "compile")  # implementations the fastgan speedups are computed against
+    primary: str | None = None  # the fastgan implementation the speedups refer to (default: the fastest)
+    reps: dict = field(default_factory=dict)  # name -> (warm-up calls, timed calls) for CPU timing
+    flops: dict = field(default_factory=dict)  # name -> useful flops per call: TFLOP/s in the report
+    rate_reference: str | None = None  # implementation whose TFLOP/s the primary's is compared with
+    check: Callable | None = None  # check(impls) -> dict, once before timing; a "flag" entry marks the case
+    finish: Callable | None = None  # finish(rec), after the derived numbers: e.g. records met targets
 
 
 def datasheet_bandwidth(device_name: str | None) -> tuple[str, float] | None:
@@ -152,16 +160,21 @@ def measure_copy_bandwidth(quick: bool = False) -> float:
 # ---------------------------------------------------------------- timing
 
 
-def time_ms(fn: Callable, device: str, quick: bool = False) -> float:
-    """Median milliseconds per call of ``fn`` on ``device`` ('cuda': CUDA events via do_bench; else wall clock)."""
+def time_ms(fn: Callable, device: str, quick: bool = False, reps: tuple[int, int] | None = None) -> float:
+    """Median milliseconds per call of ``fn`` on ``device`` ('cuda': CUDA events via do_bench; else wall clock).
+
+    ``reps`` = (warm-up calls, timed calls) replaces the CPU default of (1, 20), or (1, 5) when quick.
+    """
     if device == "cuda":
         import triton.testing
 
         return float(triton.testing.do_bench(fn, warmup=5 if quick else 25, rep=20 if quick else 100,
                                              return_mode="median"))
-    fn()  # warm-up
+    warmup, timed = reps if reps is not None else (1, 5 if quick else 20)
+    for _ in range(warmup):
+        fn()
     times = []
-    for _ in range(5 if quick else 20):
+    for _ in range(timed):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
@@ -199,6 +212,13 @@ def _run_case(case: Case, rec: dict, quick: bool, with_compile: bool) -> None:
     except Exception as e:  # noqa: BLE001 - a case that cannot be set up is reported, the run goes on
         rec["status"] = f"error: {_first_line(e)}"
         return
+    if case.check is not None:
+        try:
+            rec["check"] = case.check(impls)
+        except Exception as e:  # noqa: BLE001 - a failed check flags the case; the timings still run
+            rec["check"] = {"error": _first_line(e), "flag": f"check failed: {_first_line(e)}"}
+        if rec["check"].get("flag"):
+            rec["flag"] = rec["check"]["flag"]
     for name, fn in impls.items():
         if name == "compile" and not with_compile:
             continue
@@ -208,7 +228,10 @@ def _run_case(case: Case, rec: dict, quick: bool, with_compile: bool) -> None:
             rec["impls"][name] = {"error": _first_line(fn)}
         else:
             try:
-                rec["impls"][name] = {"median_ms": time_ms(fn, case.device, quick)}
+                reps = case.reps.get(name) if case.device != "cuda" else None
+                rec["impls"][name] = {"median_ms": time_ms(fn, case.device, quick, reps)}
+                if reps is not None:
+                    rec["impls"][name]["reps"] = {"warmup": reps[0], "timed": reps[1]}
             except Exception as e:  # noqa: BLE001 - recorded, never aborts the run
                 rec["impls"][name] = {"error": _first_line(e)}
                 if case.device == "cuda":
@@ -219,22 +242,35 @@ def _run_case(case: Case, rec: dict, quick: bool, with_compile: bool) -> None:
     rec["status"] = "ok"
 
 
-def _derive(rec: dict, copy_gbs: float | None, datasheet: tuple[str, float] | None) -> None:
+def _derive(rec: dict, copy_gbs: float | None, datasheet: tuple[str, float] | None, case: Case | None = None) -> None:
     ms = {n: v["median_ms"] for n, v in rec["impls"].items() if "median_ms" in v}
+    if case is not None:
+        for n, t in ms.items():
+            if case.flops.get(n):
+                rec["impls"][n]["tflops"] = case.flops[n] / (t * 1e-3) / 1e12
     fast = {n: t for n, t in ms.items() if n.startswith("fastgan")}
     if not fast:
         return
-    best = min(fast, key=fast.get)
+    best = case.primary if case is not None and case.primary in fast else min(fast, key=fast.get)
     rec["best_fastgan"] = best
-    for base in ("eager", "compile"):
+    for base in (case.baselines if case is not None else ("eager", "compile")):
         if base in ms:
             rec[f"speedup_vs_{base}"] = ms[base] / fast[best]
     gbs = rec["floor_bytes"] / (fast[best] * 1e-3) / 1e9
     rec["achieved_gbs"] = gbs
-    if copy_gbs:
+    gpu = case is None or case.device == "cuda"  # the bandwidths above are the GPU's
+    if copy_gbs and gpu:
         rec["pct_copy_bw"] = 100 * gbs / copy_gbs
-    if datasheet:
+    if datasheet and gpu:
         rec["pct_datasheet_bw"] = 100 * gbs / datasheet[1]
+    if case is not None:
+        tflops = rec["impls"][best].get("tflops")
+        ref = rec["impls"].get(case.rate_reference or "", {}).get("tflops")
+        if tflops:
+            rec["achieved_tflops"] = tflops
+        if tflops and ref:
+            rec["reference_tflops"] = ref
+            rec["pct_reference_rate"] = 100 * tflops / ref
 
 
 def run(cases: list[Case], out_dir: str | os.PathLike, *, budget_s: float = 420.0, quick: bool = False,
@@ -261,7 +297,7 @@ def run(cases: list[Case], out_dir: str | os.PathLike, *, budget_s: float = 420.
             log(f"device-to-device copy: {report['copy_bandwidth_gbs']:.0f} GB/s")
         except Exception as e:  # noqa: BLE001
             report["copy_bandwidth_error"] = _first_line(e)
-    if with_compile and any(c.device != "cuda" or cuda for c in cases):
+    if with_compile and any("compile" in c.baselines and (c.device != "cuda" or cuda) for c in cases):
         warm_compile_workers()
     for i, case in enumerate(cases, 1):
         rec = _record(case)
@@ -273,7 +309,12 @@ def run(cases: list[Case], out_dir: str | os.PathLike, *, budget_s: float = 420.
         else:
             t = time.monotonic()
             _run_case(case, rec, quick, with_compile)
-            _derive(rec, report["copy_bandwidth_gbs"], datasheet)
+            _derive(rec, report["copy_bandwidth_gbs"], datasheet, case)
+            if case.finish is not None and rec["status"] == "ok":
+                try:
+                    case.finish(rec)
+                except Exception as e:  # noqa: BLE001 - recorded, never aborts the run
+                    rec["flag"] = f"finish failed: {_first_line(e)}"
             times = ", ".join(f"{n} {v['median_ms']:.4g} ms" if "median_ms" in v else f"{n} -"
                               for n, v in rec["impls"].items())
             log(f"[{i}/{len(cases)}] {case.suite} {case.name} {case.dtype} {case.mode}: {times or rec['status']} "
@@ -304,13 +345,34 @@ def _fmt(x, spec: str) -> str:
     return "" if x is None else format(x, spec)
 
 
+def _baseline_names(report: dict) -> list[str]:
+    """eager and compile, then every other implementation some case's speedups are computed against."""
+    extra = OrderedDict((k[len("speedup_vs_"):], None) for rec in report["cases"] for k in rec
+                        if k.startswith("speedup_vs_") and k[len("speedup_vs_"):] not in ("eager", "compile"))
+    usual = not extra or any(n in rec["impls"] for rec in report["cases"] for n in ("eager", "compile"))
+    return ["eager", "compile"] * usual + list(extra)
+
+
+def _note(rec: dict) -> str:
+    """The table's note: a flag, else a status other than ok, else the targets met or missed."""
+    if rec.get("flag"):
+        return rec["flag"]
+    if rec["status"] != "ok":
+        return str(rec["status"] or "running")
+    return "; ".join(f"{t['target']}: {'met' if t['met'] else 'MISSED'}" for t in rec.get("targets", []))
+
+
 def render_table(report: dict) -> str:
     """The Markdown table of every case."""
     impls = _impl_names(report)
     timed = any("median_ms" in v for rec in report["cases"] for v in rec["impls"].values())
+    bases = _baseline_names(report)
+    rates = any("achieved_tflops" in rec for rec in report["cases"])
     head = ["suite", "case", "dtype", "mode", "floor MB"]
     if timed:
-        head += [f"{n} ms" for n in impls] + ["best", "x eager", "x compile", "GB/s", "% copy BW", "% datasheet"]
+        head += [f"{n} ms" for n in impls] + ["best"] + [f"x {b}" for b in bases] + ["GB/s", "% copy BW",
+                                                                                     "% datasheet"]
+        head += ["TFLOP/s", "ref TFLOP/s", "% ref rate"] if rates else []
     else:
         head += [f"floor us @{label}" for label in FLOOR_REFERENCES]
     head.append("note")
@@ -322,12 +384,15 @@ def render_table(report: dict) -> str:
                 v = rec["impls"].get(n, {})
                 row.append(_fmt(v.get("median_ms"), ".4f") if "median_ms" in v else
                            "error" if "error" in v else "n/a" if "unavailable" in v else "")
-            row += [rec.get("best_fastgan", ""), _fmt(rec.get("speedup_vs_eager"), ".2f"),
-                    _fmt(rec.get("speedup_vs_compile"), ".2f"), _fmt(rec.get("achieved_gbs"), ".0f"),
-                    _fmt(rec.get("pct_copy_bw"), ".0f"), _fmt(rec.get("pct_datasheet_bw"), ".0f")]
+            row += [rec.get("best_fastgan", "")] + [_fmt(rec.get(f"speedup_vs_{b}"), ".2f") for b in bases]
+            row += [_fmt(rec.get("achieved_gbs"), ".0f"), _fmt(rec.get("pct_copy_bw"), ".0f"),
+                    _fmt(rec.get("pct_datasheet_bw"), ".0f")]
+            if rates:
+                row += [_fmt(rec.get("achieved_tflops"), ".1f"), _fmt(rec.get("reference_tflops"), ".1f"),
+                        _fmt(rec.get("pct_reference_rate"), ".0f")]
         else:
             row += [f"{rec['floor_us_at_datasheet'][label]:.1f}" for label in FLOOR_REFERENCES]
-        row.append("" if rec["status"] == "ok" else str(rec["status"] or "running"))
+        row.append(_note(rec))
         rows.append("| " + " | ".join(row) + " |")
     return "\n".join(rows) + "\n"
 
@@ -373,11 +438,16 @@ def render_markdown(report: dict) -> str:
     for name, info in report["suites"].items():
         for ws, d in info.get("weight_sets", {}).items():
             lines.append(f"- {name} weight set {ws}: {d['tensors']} tensors, {d['params']:,} parameters")
+        lines += [f"- {name}: {line}" for line in info.get("lines", [])]
     floors = OrderedDict((r["floor_desc"], None) for r in report["cases"])
     lines += ["", "Floor bytes (the fewest bytes the fused version must move):", ""]
     lines += [f"- {d}" for d in floors]
     lines += ["", "Times are medians in ms. x eager / x compile: the best fastgan backend's speedup. GB/s: floor bytes "
               "over the best fastgan time; % copy BW and % datasheet compare it with the bandwidths above."]
+    if _baseline_names(report) != ["eager", "compile"] or any("achieved_tflops" in r for r in report["cases"]):
+        lines += ["", "x <implementation>: its time over the time of the case's fastgan implementation in column "
+                  "best (the fastest, unless the case names one). TFLOP/s: useful flops over that time; ref "
+                  "TFLOP/s: the same for the case's reference implementation; % ref rate: their ratio."]
     notes, unavailable = [], OrderedDict()
     for rec in report["cases"]:
         for n, v in rec["impls"].items():
@@ -387,6 +457,12 @@ def render_markdown(report: dict) -> str:
                 key = (n, v["unavailable"])
                 unavailable[key] = unavailable.get(key, 0) + 1
     notes += [f"- {n} not run in {k} case{'s' * (k > 1)}: {why}" for (n, why), k in unavailable.items()]
+    for rec in report["cases"]:
+        if rec.get("flag"):
+            notes.append(f"- {rec['name']} {rec['dtype']} {rec['mode']} FLAGGED: {rec['flag']}")
+        for t in rec.get("targets", []):
+            notes.append(f"- {rec['name']} {rec['dtype']} {rec['mode']}, target {t['target']}: "
+                         f"{'met' if t['met'] else 'MISSED'} ({t['value']:.4g})")
     chart = report.get("chart")
     if chart:
         notes.append(f"- results.png: {chart}")
@@ -410,7 +486,7 @@ def write_chart(report: dict, path: Path) -> str:
         return "not written: no cases"
     labels = [f"{r['name']} {r['dtype']} {r['mode']}" for r in recs]
     if timed:
-        series = [(f"vs {b}", [r.get(f"speedup_vs_{b}", float("nan")) for r in recs]) for b in ("eager", "compile")]
+        series = [(f"vs {b}", [r.get(f"speedup_vs_{b}", float("nan")) for r in recs]) for b in _baseline_names(report)]
         xlabel, title = "speedup of the best fastgan backend (x)", "fastgan speedup"
     else:
         series = [(f"@{label}", [r["floor_us_at_datasheet"][label] for r in recs]) for label in FLOOR_REFERENCES]
@@ -439,7 +515,8 @@ def write_chart(report: dict, path: Path) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``fastgan bench``."""
-    from .bench_suites import SUITES
+    from . import bench_suites
+    from .bench_suites import DEFAULT_SUITES, SUITES
 
     parser.add_argument("--out", default="fastgan-bench", metavar="DIR",
                         help="output folder for results.md, results.json, results.png (default: ./fastgan-bench)")
@@ -447,20 +524,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="time budget in seconds; cases left when it is spent are skipped (default: 420)")
     parser.add_argument("--no-compile", action="store_true", help="leave out the torch.compile baseline")
     parser.add_argument("--suite", action="append", choices=SUITES, metavar="NAME",
-                        help=f"suite to run (repeatable; default: all of {', '.join(SUITES)})")
+                        help=f"suite to run, one of {', '.join(SUITES)} (repeatable; default: "
+                             f"{', '.join(DEFAULT_SUITES)})")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--dtype", choices=DTYPES, help="run only this dtype (default: all)")
+    for name in SUITES:  # a suite's own options (optional: add_arguments(parser), read by configure(args))
+        suite = bench_suites.load(name)
+        if hasattr(suite, "add_arguments"):
+            suite.add_arguments(parser)
 
 
 def main(args: argparse.Namespace, command: str = "fastgan bench") -> int:
     """Run ``fastgan bench`` with parsed arguments."""
     from . import bench_suites
 
-    names = list(OrderedDict.fromkeys(args.suite or bench_suites.SUITES))
+    names = list(OrderedDict.fromkeys(args.suite or bench_suites.DEFAULT_SUITES))
     dtypes = (args.dtype,) if args.dtype else DTYPES
     cases, suites = [], OrderedDict()
     for name in names:
         suite = bench_suites.load(name)
+        if hasattr(suite, "configure"):
+            suite.configure(args)
         suites[name] = suite.describe()
         cases += suite.cases(device="cuda", dtypes=dtypes)
     run(cases, args.out, budget_s=args.budget_s, quick=args.quick, with_compile=not args.no_compile,

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import importlib
 
-SUITES = ("spectral_norm",)
+SUITES = ("spectral_norm", "fid")
+DEFAULT_SUITES = ("spectral_norm",)  # what runs without --suite; fid takes --suite fid (about a minute of CPU)
 
 
 def load(name: str):
