@@ -1,4 +1,4 @@
-"""The ``fastgan`` command: ``fastgan info`` and ``fastgan bench``."""
+"""The ``fastgan`` command: ``fastgan info``, ``fastgan bench`` and ``fastgan fid``."""
 from __future__ import annotations
 
 import argparse
@@ -48,6 +48,33 @@ def info_text() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _fid(args) -> int:
+    from .metrics import frechet_distance, save_statistics
+    from .metrics.folders import PooledBlock, statistics_of
+    from .metrics.inception import fid_inception_v3
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    net = []
+
+    def extractor():
+        if not net:
+            net.append(PooledBlock(fid_inception_v3(args.weights), args.dims))
+        return net[0]
+
+    stats_a = statistics_of(args.a, extractor, args.dims, device, args.batch_size, not args.quiet)
+    if args.save_stats:
+        if not str(args.b).endswith(".npz"):
+            raise ValueError(f"--save-stats writes an .npz file; {args.b} does not end in .npz")
+        save_statistics(args.b, *stats_a)
+        print(f"statistics of {args.a} written to {args.b}")
+        return 0
+    stats_b = statistics_of(args.b, extractor, args.dims, device, args.batch_size, not args.quiet)
+    print(f"FID: {frechet_distance(*stats_a, *stats_b):.6f}")
+    return 0
+
+
 def main(argv=None) -> int:
     """Entry point of the ``fastgan`` console script and of ``python -m fastgan``."""
     from . import bench
@@ -57,11 +84,31 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("info", help="versions, the CUDA extension, the GPU and the backend each op uses")
     bench.add_arguments(sub.add_parser("bench", help="benchmark fastgan against eager PyTorch and torch.compile"))
+    fid = sub.add_parser("fid", help="FID between two image folders or .npz statistics files",
+                         description="FID between A and B (image folders or .npz files with mu and sigma, as "
+                                     "pytorch-fid and clean-fid write them), with pytorch-fid's InceptionV3. "
+                                     "With --save-stats: write the statistics of folder A to the .npz file B.")
+    fid.add_argument("a", help="image folder or .npz statistics file")
+    fid.add_argument("b", help="image folder or .npz statistics file (with --save-stats: the .npz to write)")
+    fid.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda if available)")
+    fid.add_argument("--batch-size", type=int, default=50, help="images per forward pass (default 50)")
+    fid.add_argument("--dims", type=int, default=2048, choices=(64, 192, 768, 2048),
+                     help="feature dimension: the InceptionV3 block to use, as pytorch-fid (default 2048)")
+    fid.add_argument("--weights", help="path of pt_inception-2015-12-05-6726825d.pth (default: "
+                                       "$FASTGAN_INCEPTION_WEIGHTS)")
+    fid.add_argument("--save-stats", action="store_true", help="write the statistics of folder A to B (.npz)")
+    fid.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.command == "info":
         sys.stdout.write(info_text())
         return 0
     if args.command == "bench":
         return bench.main(args, bench.command_line(argv))
+    if args.command == "fid":
+        try:
+            return _fid(args)
+        except (OSError, ValueError, RuntimeError) as e:  # missing files, bad statistics, no weights: no traceback
+            print(f"fastgan fid: error: {e}", file=sys.stderr)
+            return 2
     parser.print_help()
     return 2

@@ -138,6 +138,7 @@ def _ns_device():
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+@pytest.mark.kernels
 def test_newton_schulz_is_close_to_the_exact_value():
     device = _ns_device()
     rng = np.random.default_rng(7)
@@ -152,6 +153,7 @@ def test_newton_schulz_is_close_to_the_exact_value():
         assert abs(fid - exact) <= 1e-4 * exact, (n, info)
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("failure", ["no convergence", "nan"])
 def test_newton_schulz_falls_back_to_the_exact_route(monkeypatch, failure):
     device = _ns_device()
