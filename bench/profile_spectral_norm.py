@@ -1,0 +1,63 @@
+"""Where the time of a grouped spectral norm goes, on a GPU: per-kernel device time (torch.profiler) and host
+time per call, for fastgan's backends, forward and forward+backward.
+
+    python bench/profile_spectral_norm.py [--set "SNGAN-128 D"] [--dtype float32]
+"""
+import argparse
+import time
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+import fastgan
+from fastgan.bench_suites.spectral_norm import WEIGHT_SETS
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--set", default="SNGAN-128 D", choices=list(WEIGHT_SETS))
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--iters", type=int, default=20)
+    args = parser.parse_args()
+    dt = getattr(torch, args.dtype)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    ws = [torch.randn(s, device="cuda", generator=gen).to(dt).requires_grad_() for s in WEIGHT_SETS[args.set]]
+    us = [torch.nn.functional.normalize(torch.randn(w.shape[0], device="cuda"), dim=0) for w in ws]
+    vs = [torch.nn.functional.normalize(torch.randn(w[0].numel(), device="cuda"), dim=0) for w in ws]
+    rs = [torch.randn_like(w) for w in ws]
+    print(f"{args.set} {args.dtype}: {len(ws)} weights, {sum(w.numel() for w in ws) / 1e6:.1f} M parameters")
+    for backend in ("triton", "cuda"):
+        def fwd():
+            return fastgan.spectral_normalize(ws, us, vs, backend=backend)[0]
+
+        def fwd_bwd():
+            outs = fwd()
+            return torch.autograd.grad(outs, ws, rs)
+
+        for name, fn in (("fwd", fwd), ("fwd+bwd", fwd_bwd)):
+            for _ in range(3):
+                fn()
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(args.iters):
+                fn()
+            host = (time.perf_counter() - t0) / args.iters * 1e3  # issue time, no sync inside
+            torch.cuda.synchronize()
+            wall = (time.perf_counter() - t0) / args.iters * 1e3
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                for _ in range(args.iters):
+                    fn()
+                torch.cuda.synchronize()
+            print(f"\n== {backend} {name}: host issue {host:.3f} ms/call, wall {wall:.3f} ms/call")
+            rows = []
+            for e in prof.key_averages():
+                dev = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)
+                if dev > 0 and getattr(e, "device_type", None) is not None and "cuda" in str(e.device_type).lower():
+                    rows.append((dev / args.iters / 1e3, e.count // args.iters, e.key))
+            for ms, count, key in sorted(rows, reverse=True)[:10]:
+                print(f"  {ms:8.4f} ms  x{count:<3d} {key[:90]}")
+            print(f"  total device time {sum(r[0] for r in rows):.4f} ms/call")
+
+
+if __name__ == "__main__":
+    main()
