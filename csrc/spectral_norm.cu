@@ -77,8 +77,13 @@ __global__ void __launch_bounds__(ROWS_THREADS)
       const int64_t cv = cols / VW * VW;
       for (int64_t c = lane * VW; c < cv; c += 32 * VW) {
         const Vec<T> wv = *reinterpret_cast<const Vec<T>*>(row + c);
+        // x (float32, freshly allocated) at a multiple of VW elements: 16-byte aligned, read as float4
 #pragma unroll
-        for (int j = 0; j < VW; ++j) acc += to_float(wv.v[j]) * __ldg(x + c + j);
+        for (int j = 0; j < VW; j += 4) {
+          const float4 xv = __ldg(reinterpret_cast<const float4*>(x + c + j));
+          acc += to_float(wv.v[j]) * xv.x + to_float(wv.v[j + 1]) * xv.y + to_float(wv.v[j + 2]) * xv.z +
+                 to_float(wv.v[j + 3]) * xv.w;
+        }
       }
       c0 = cv;
     }
@@ -252,12 +257,18 @@ __global__ void __launch_bounds__(ELEM_THREADS)
   const float gw = block_sum(acc, smem);
   const float inv = 1.f / state[g];
   const float coef = gw * inv * inv;
+  const bool outer = static_cast<int64_t>(h) * q != numel;
   const int64_t padded = (numel + FLAT_ALIGN - 1) / FLAT_ALIGN * FLAT_ALIGN;
   const int64_t end = min(start + ELEM_TILE, padded);
   for (int64_t i = start + threadIdx.x; i < end; i += ELEM_THREADS) {
     float val = 0.f;
     if (i < numel) {
-      const uint32_t i32 = static_cast<uint32_t>(i), a = i32 / q, r = a % h, c = (a / h) * q + (i32 - a * q);
+      const uint32_t i32 = static_cast<uint32_t>(i), a = i32 / q;
+      uint32_t r = a, c = i32 - a * q;  // dim 0 (one outer block): row a, column i % q
+      if (outer) {
+        r = a % h;
+        c += (a / h) * q;
+      }
       val = to_float(gr[i]) * inv - coef * su[r] * sv[c];
     }
     d[i] = from_float<T>(val);

@@ -62,6 +62,7 @@ def _import_extension():
     return _C, None
 
 
+@functools.lru_cache(maxsize=None)
 def build_info() -> dict:
     """The report written by setup.py next to the extension ({} for a source checkout never built)."""
     import json
@@ -82,8 +83,20 @@ def extension():
     return mod
 
 
+_reasons: dict = {}
+
+
 def unavailable_reason(backend: str, device: torch.device, dtype: torch.dtype, op: str | None = None) -> str | None:
     """None if ``backend`` can run ``op`` on tensors of this device and dtype, else a sentence saying why not."""
+    key = (backend, device, dtype, op, triton_interpreting())
+    try:
+        return _reasons[key]
+    except KeyError:  # worked out once per key: it reads files and queries the device
+        _reasons[key] = reason = _unavailable_reason(backend, device, dtype, op)
+        return reason
+
+
+def _unavailable_reason(backend, device, dtype, op):
     if backend not in BACKENDS:
         return f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)} or 'auto'"
     if op is not None and backend not in _OPS.get(op, BACKENDS):

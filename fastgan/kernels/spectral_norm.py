@@ -281,7 +281,7 @@ def _sn_dot_kernel(emeta, tiles, grad, partials, W_DTYPE: tl.constexpr, BLOCK: t
 
 @triton.jit
 def _grad_tile(g_ptr, d_ptr, su_ptr, sv_ptr, start, numel, H, Q, inv, coef, W_DTYPE: tl.constexpr,
-               BLOCK: tl.constexpr, ITERS: tl.constexpr):
+               BLOCK: tl.constexpr, ITERS: tl.constexpr, OUTER: tl.constexpr):
     padded = (numel + _FLAT_ALIGN - 1) // _FLAT_ALIGN * _FLAT_ALIGN
     for i in tl.static_range(ITERS):
         offs = start + i * BLOCK + tl.arange(0, BLOCK)
@@ -289,8 +289,12 @@ def _grad_tile(g_ptr, d_ptr, su_ptr, sv_ptr, start, numel, H, Q, inv, coef, W_DT
         gr = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         o32 = offs.to(tl.int32)
         a = o32 // Q
-        r = a % H
-        c = (a // H) * Q + (o32 - a * Q)
+        if OUTER:
+            r = a % H
+            c = (a // H) * Q + (o32 - a * Q)
+        else:  # dim 0: one division gives row and column
+            r = a
+            c = o32 - a * Q
         uu = tl.load(su_ptr + r, mask=mask, other=0.0)
         vv = tl.load(sv_ptr + c, mask=mask, other=0.0)
         d = tl.where(mask, gr * inv - coef * uu * vv, 0.0)
@@ -322,11 +326,13 @@ def _sn_grad_kernel(emeta, tiles, grad, partials, state, dw, W_DTYPE: tl.constex
     coef = tl.sum(pacc, axis=0) * inv * inv
     g_ptr = grad + foff
     d_ptr = dw + foff
-    if numel % _FLAT_ALIGN == 0:
+    if H.to(tl.int64) * Q != numel:  # the weight's matrix was taken along a dim > 0
+        _grad_tile(g_ptr, d_ptr, su_ptr, sv_ptr, start, numel, H, Q, inv, coef, W_DTYPE, BLOCK, ITERS, True)
+    elif numel % _FLAT_ALIGN == 0:
         _grad_tile(g_ptr, d_ptr, su_ptr, sv_ptr, start, (numel // _FLAT_ALIGN) * _FLAT_ALIGN, H, Q, inv, coef,
-                   W_DTYPE, BLOCK, ITERS)
+                   W_DTYPE, BLOCK, ITERS, False)
     else:
-        _grad_tile(g_ptr, d_ptr, su_ptr, sv_ptr, start, numel, H, Q, inv, coef, W_DTYPE, BLOCK, ITERS)
+        _grad_tile(g_ptr, d_ptr, su_ptr, sv_ptr, start, numel, H, Q, inv, coef, W_DTYPE, BLOCK, ITERS, False)
 
 
 def power_iteration(plan, n_iter: int, eps: float, state: torch.Tensor, dtype: torch.dtype) -> None:

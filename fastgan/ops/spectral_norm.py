@@ -14,6 +14,7 @@ Three custom ops, all taking the whole group:
 """
 from __future__ import annotations
 
+import operator
 from typing import Sequence
 
 import torch
@@ -295,7 +296,11 @@ class Group:
         if self.layout is None:
             flat = torch.ops.fastgan.sn_normalize(self.weights, state, self.dims, backend)
             return _layout(self.weights, self.dims).split(flat)
-        return self.layout.split(_Normalize.apply(state, self.layout, backend, *self.weights))
+        if torch.is_grad_enabled() and any(w.requires_grad for w in self.weights):
+            flat = _Normalize.apply(state, self.layout, backend, *self.weights)
+        else:  # no graph to record (eval, no_grad): skip the autograd.Function
+            flat = _normalize_impl(self.weights, state, self.dims, backend, self.layout)
+        return self.layout.split(flat)
 
 
 # ---------------------------------------------------------------- validation
@@ -362,17 +367,23 @@ def check_group(weights, us, vs, dims, n_power_iterations, eps, names=None):
 _checked: dict = {}  # signature of a group already validated -> (its normalised dims, its layout)
 
 
+_data_ptr = torch.Tensor.data_ptr
+_shape = operator.attrgetter("shape")
+
+
 def _signature(weights, us, vs, dims):
     """Identities, addresses, shapes and dtypes: what validation depends on (None if it cannot be formed)."""
+    n = len(weights)
+    if not n or len(us) != n or len(vs) != n or len(dims) != n:
+        return None
     tensors = weights + us + vs
-    if not weights or not (len(weights) == len(us) == len(vs) == len(dims)):
+    try:
+        if _traced(weights[0]):
+            return None
+        ptrs = tuple(map(_data_ptr, tensors))
+    except (TypeError, AttributeError):  # not tensors: check_group says what is wrong
         return None
-    if not all(isinstance(t, torch.Tensor) for t in tensors):
-        return None
-    if _traced(weights[0]):
-        return None
-    return (tuple(map(id, tensors)), dims, tuple(t.data_ptr() for t in tensors), tuple(w.shape for w in weights),
-            weights[0].dtype, us[0].dtype)
+    return (tuple(map(id, tensors)), dims, ptrs, tuple(map(_shape, weights)), weights[0].dtype, us[0].dtype)
 
 
 def prepare(weights, us, vs, dims=0, n_power_iterations=1, eps=1e-12, names=None) -> Group:
