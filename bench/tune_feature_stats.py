@@ -39,5 +39,20 @@ def main(b=1024, d=2048):
             print(f"BLOCK={block} BLOCK_K={bk} warps={nw} stages={ns} {prec}: failed: {str(e).splitlines()[0][:100]}")
 
 
+def time_update(d=2048):
+    """The whole FeatureStatistics.update (batch mean, fused kernel, Chan merge) against torch.matmul(x.T, x)."""
+    from fastgan.metrics import FeatureStatistics
+
+    for b in (256, 1024):
+        x = torch.randn(b, d, device="cuda") * 0.05 + 3
+        st = FeatureStatistics(d, device="cuda", precision="float32", backend="triton")
+        ms = triton.testing.do_bench(lambda: st.update(x), warmup=10, rep=50, return_mode="median")
+        ref = triton.testing.do_bench(lambda: x.T @ x, warmup=10, rep=50, return_mode="median")
+        print(f"update b={b}: {ms:.4f} ms, {b * d * (d + 1) / ms / 1e9:.1f} useful TFLOP/s; matmul {ref:.4f} ms, "
+              f"{2 * b * d * d / ref / 1e9:.1f} TFLOP/s; rate ratio {b * d * (d + 1) / ms / (2 * b * d * d / ref):.0%}")
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    time_update() if "--update" in sys.argv else main()

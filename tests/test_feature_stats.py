@@ -70,8 +70,11 @@ def test_bad_features_are_rejected():
     st = FeatureStatistics(8)
     with pytest.raises(ValueError, match=r"\(batch, 8\)"):
         st.update(torch.randn(4, 7))
+    bad = FeatureStatistics(8)
+    bad.update(torch.randn(5, 8))
+    bad.update(torch.tensor([[float("nan")] * 8]))  # detected on the device, reported when read
     with pytest.raises(ValueError, match="NaN or Inf"):
-        st.update(torch.tensor([[float("nan")] * 8]))
+        bad.covariance
     with pytest.raises(TypeError, match="floating point"):
         st.update(torch.ones(2, 8, dtype=torch.int64))
     with pytest.raises(ValueError, match="at least 2"):

@@ -37,6 +37,7 @@ class FeatureStatistics:
         dt = torch.float64 if self.precision == "float64" else torch.float32
         self._a = torch.zeros(self.dim, dtype=dt, device=self.device)  # sum of x, or running mean
         self._b = torch.zeros(self.dim, self.dim, dtype=dt, device=self.device)  # sum of x x^T, or M2
+        self._finite = torch.ones((), dtype=torch.bool, device=self.device)
 
     def update(self, features: torch.Tensor) -> None:
         """Add a (batch, dim) tensor of features (any float dtype; moved to this object's device)."""
@@ -47,8 +48,8 @@ class FeatureStatistics:
         if not features.is_floating_point():
             raise TypeError(f"features must be floating point, got {features.dtype}")
         x = features.detach().to(self.device)
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError("features hold NaN or Inf values (check the images and the feature extractor)")
+        # checked on the device and reported when the statistics are read: no host sync per batch
+        self._finite &= torch.isfinite(x).all()
         if self.precision == "float64":
             x64 = x.to(torch.float64)
             self._a += x64.sum(0)
@@ -86,11 +87,15 @@ class FeatureStatistics:
     def _need(self, n: int) -> None:
         if self.count < n:
             raise ValueError(f"FeatureStatistics: {self.count} samples seen, at least {n} needed")
+        if not bool(self._finite):
+            raise ValueError("some features passed to update() held NaN or Inf values (check the images and the "
+                             "feature extractor); these statistics are unusable: reset() and start again")
 
     def merge_(self, other: "FeatureStatistics") -> "FeatureStatistics":
         """Add another object's samples to this one (same dim and precision); returns self."""
         if other.dim != self.dim or other.precision != self.precision:
             raise ValueError("FeatureStatistics.merge_: the two objects differ in dim or precision")
+        self._finite &= other._finite.to(self.device)
         self._merge(other.count, other._a.to(self.device), other._b.to(self.device))
         return self
 
@@ -119,7 +124,10 @@ class FeatureStatistics:
         parts_b = [torch.empty_like(self._b) for _ in range(world)]
         dist.all_gather(parts_a, self._a, group=group)
         dist.all_gather(parts_b, self._b, group=group)
+        finite = self._finite.to(torch.int64).reshape(1)
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN, group=group)  # one rank's NaN spoils everyone's result
         self.reset()
+        self._finite = finite[0].bool()
         for n, a, b in zip(counts, parts_a, parts_b):
             self._merge(int(n), a, b)
         return self
