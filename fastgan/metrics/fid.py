@@ -6,6 +6,7 @@ import os
 import torch
 from torch import nn
 
+from ._network import MetricNetwork, default_device
 from .frechet import FrechetReference
 from .statistics import FeatureStatistics, load_statistics
 
@@ -30,8 +31,8 @@ class FrechetInceptionDistance:
 
     def __init__(self, feature_extractor: nn.Module | None = None, dims: int = 2048,
                  device: torch.device | str | None = None, precision: str = "float64", reference=None):
-        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-        self._extractor = feature_extractor
+        self.device = default_device(device)
+        self._network = MetricNetwork(feature_extractor, self.device)
         self.real = FeatureStatistics(dims, self.device, precision)
         self.fake = FeatureStatistics(dims, self.device, precision)
         self._reference: FrechetReference | None = None
@@ -42,16 +43,11 @@ class FrechetInceptionDistance:
 
     @property
     def feature_extractor(self) -> nn.Module:
-        if self._extractor is None:
-            from .inception import fid_inception_v3
+        return self._network.get()
 
-            self._extractor = fid_inception_v3()
-        return self._extractor.to(self.device).eval()
-
-    @torch.no_grad()
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Features of a batch of images, as the metric sees them."""
-        return self.feature_extractor(images.to(self.device))
+        return self._network(images)
 
     def update(self, images: torch.Tensor, real: bool) -> None:
         """Add a batch of images to the real (reference) or the generated set."""

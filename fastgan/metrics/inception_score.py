@@ -6,6 +6,8 @@ import math
 import torch
 from torch import nn
 
+from ._network import MetricNetwork, default_device
+
 
 class InceptionScore:
     """Inception Score of generated images.
@@ -25,23 +27,17 @@ class InceptionScore:
         if not isinstance(splits, int) or splits < 1:
             raise ValueError(f"splits must be a positive int, got {splits!r}")
         self.splits = splits
-        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-        self._classifier = classifier
+        self.device = default_device(device)
+        self._network = MetricNetwork(classifier, self.device, logits=True)
         self._logits: list[torch.Tensor] = []
 
     @property
     def classifier(self) -> nn.Module:
-        if self._classifier is None:
-            from .inception import fid_inception_v3
+        return self._network.get()
 
-            net = fid_inception_v3()
-            self._classifier = _Logits(net)
-        return self._classifier.to(self.device).eval()
-
-    @torch.no_grad()
     def update(self, images: torch.Tensor) -> None:
         """Add a batch of generated images."""
-        self.update_logits(self.classifier(images.to(self.device)))
+        self.update_logits(self._network(images))
 
     def update_logits(self, logits: torch.Tensor) -> None:
         """Add precomputed class logits (N, C)."""
@@ -72,11 +68,3 @@ class InceptionScore:
     def reset(self) -> None:
         self._logits = []
 
-
-class _Logits(nn.Module):
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x):
-        return self.net(x, return_logits=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._network import MetricNetwork, default_device
+
 
 def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor, degree: int = 3, coef0: float = 1.0,
                   gamma: float | None = None) -> float:
@@ -38,21 +40,17 @@ class KernelInceptionDistance:
             raise ValueError(f"subsets must be >= 1 and subset_size >= 2, got {subsets}, {subset_size}")
         self.subsets, self.subset_size, self.degree, self.coef0, self.gamma, self.seed = (
             subsets, subset_size, degree, coef0, gamma, seed)
-        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-        self._extractor = feature_extractor
+        self.device = default_device(device)
+        self._network = MetricNetwork(feature_extractor, self.device)
         self._features = {True: [], False: []}
 
     @property
     def feature_extractor(self) -> nn.Module:
-        if self._extractor is None:
-            from .inception import fid_inception_v3
+        return self._network.get()
 
-            self._extractor = fid_inception_v3()
-        return self._extractor.to(self.device).eval()
-
-    @torch.no_grad()
     def update(self, images: torch.Tensor, real: bool) -> None:
-        self.update_features(self.feature_extractor(images.to(self.device)), real)
+        """Add a batch of images to the real or the generated set."""
+        self.update_features(self._network(images), real)
 
     def update_features(self, features: torch.Tensor, real: bool) -> None:
         if features.dim() != 2:
