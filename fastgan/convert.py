@@ -140,7 +140,7 @@ def convert(model: nn.Module, spectral_norm: bool = True) -> nn.Module:
                 mod._parameters[tname] = original
                 fused_spectral_norm(mod, tname, old.n_power_iterations, old.eps, old.dim,
                                     _uv=(old._u.detach(), old._v.detach()))
-        for key, hook in list(mod._forward_pre_hooks.items()):
+        for hook in list(mod._forward_pre_hooks.values()):
             if not isinstance(hook, LegacySN):
                 continue
             original = getattr(mod, hook.name + "_orig")

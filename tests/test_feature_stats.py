@@ -74,15 +74,15 @@ def test_bad_features_are_rejected():
     bad.update(torch.randn(5, 8))
     bad.update(torch.tensor([[float("nan")] * 8]))  # detected on the device, reported when read
     with pytest.raises(ValueError, match="NaN or Inf"):
-        bad.covariance
+        _ = bad.covariance
     with pytest.raises(TypeError, match="floating point"):
         st.update(torch.ones(2, 8, dtype=torch.int64))
     with pytest.raises(ValueError, match="at least 2"):
         st.update(torch.randn(1, 8))
-        st.covariance
+        _ = st.covariance
     st.update(torch.randn(3, 8))
     with pytest.warns(UserWarning, match="4 samples for 8-dimensional features"):
-        st.covariance
+        _ = st.covariance
 
 
 def test_merge_equals_one_pass():

@@ -59,7 +59,7 @@ def test_reference_matches_parametrizations_spectral_norm(seed, n_iter):
         torch.manual_seed(seed)
         with fastgan.use_backend("torch"):
             fastgan.nn.spectral_norm(ours, n_power_iterations=n_iter, dim=dim)
-            for step in range(3):
+            for _ in range(3):
                 wt, wo = theirs.weight, ours.weight
                 p_t, p_o = theirs.parametrizations.weight[0], ours.parametrizations.weight[0]
                 torch.testing.assert_close(wo, wt, rtol=1e-6, atol=1e-7)
@@ -79,7 +79,7 @@ def test_u_first_false_matches_legacy_spectral_norm(seed, n_iter):
                                               dim=dim % len(shape))
         u, v = legacy.weight_u.clone(), legacy.weight_v.clone()
         hook = next(iter(legacy._forward_pre_hooks.values()))  # the legacy SpectralNorm object
-        for step in range(3):
+        for _ in range(3):
             expected = hook.compute_weight(legacy, do_power_iteration=True)
             (out,), sigma = fastgan.spectral_normalize(legacy.weight_orig.detach(), u, v, dims=dim,
                                                        n_power_iterations=n_iter, u_first=False, backend="torch")

@@ -199,7 +199,7 @@ def test_group_step_mode_iterates_once_per_optimizer_step(monkeypatch):
     calls = _count_calls(monkeypatch)
     opts = [torch.optim.SGD(m.parameters(), lr=0.05) for m in (grouped, ref)]
     gen = torch.Generator().manual_seed(0)
-    for step in range(3):
+    for _ in range(3):
         real, fake = torch.randn(4, 3, 8, 8, generator=gen), torch.randn(4, 3, 8, 8, generator=gen)
         calls.clear()
         loss_g = grouped(real).mean() - grouped(fake).mean()

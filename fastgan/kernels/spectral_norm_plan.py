@@ -168,7 +168,7 @@ def elem_plan(weights, geoms) -> ElemPlan:
                          "use backend='torch'")
     flat_offs, flat_size = flat_layout(numels)
     emeta, tiles = [], []
-    for g, (w, n, (p, h, q, wc)) in enumerate(zip(weights, numels, geoms)):
+    for g, (w, n, (_, h, q, _)) in enumerate(zip(weights, numels, geoms)):
         n_tiles = -(-n // ELEM_TILE)
         aligned = int(w.data_ptr() % 16 == 0)
         emeta.append([w.data_ptr(), n, flat_offs[g], h, q, su[g], sv[g], len(tiles), n_tiles, aligned])
