@@ -189,7 +189,8 @@ class GroupLayout:
         self.numels = [w.numel() for w in weights]
         self.geoms = tuple(matrix_geometry(tuple(s), d) for s, d in zip(self.shapes, self.dims))
         self.state_size = state_layout(self.geoms)[2]
-        offs, self.flat_size = flat_layout(self.numels)
+        self.flat_offsets, self.flat_size = flat_layout(self.numels)
+        offs = self.flat_offsets
         self._split_sizes, self._split_index = [], []
         for off, n, nxt in zip(offs, self.numels, offs[1:] + [self.flat_size]):
             self._split_index.append(len(self._split_sizes))

@@ -73,7 +73,7 @@ def feature_moments_update_(mean: torch.Tensor, m2: torch.Tensor, x: torch.Tenso
         raise ValueError("m2 must be contiguous")
     if x.shape[0] == 0:
         return
-    name = _backend.resolve(OP, x.device, x.dtype if x.dtype != torch.float64 else torch.float64, backend)
+    name = _backend.resolve(OP, x.device, x.dtype, backend)
     if torch.compiler.is_compiling():
         torch.ops.fastgan.feature_moments_update(mean, m2, x, count, name)
     else:

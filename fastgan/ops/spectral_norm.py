@@ -80,9 +80,8 @@ def _ref_power_iteration(weights, us, vs, dims, n_iter, eps, u_first):
 
 
 def _ref_normalize(weights, state, layout):
-    offs, size = plan_mod.flat_layout(layout.numels)
-    flat = weights[0].new_zeros(size)
-    for g, (w, off) in enumerate(zip(weights, offs)):
+    flat = weights[0].new_zeros(layout.flat_size)
+    for g, (w, off) in enumerate(zip(weights, layout.flat_offsets)):
         flat[off:off + w.numel()] = (w.reshape(-1).to(state.dtype) / state[g]).to(w.dtype)
     return flat
 
@@ -101,9 +100,8 @@ def _composite_backward(grads, weights, state, layout):
 
 
 def _ref_normalize_backward(grad, weights, state, layout):
-    offs, size = plan_mod.flat_layout(layout.numels)
-    flat = grad.new_zeros(size)
-    for off, dw in zip(offs, _composite_backward(layout.split(grad), weights, state, layout)):
+    flat = grad.new_zeros(layout.flat_size)
+    for off, dw in zip(layout.flat_offsets, _composite_backward(layout.split(grad), weights, state, layout)):
         flat[off:off + dw.numel()] = dw.reshape(-1)
     return flat
 
