@@ -1,11 +1,12 @@
 """fastgan: fused Triton and CUDA kernels for the building blocks of GANs, VAEs and PixelCNNs."""
 from . import nn
 from ._backend import BackendUnavailable, current_backend, use_backend
-from .convert import convert, from_biggan_spectral_norm, from_legacy_spectral_norm
-from .ops import spectral_norm_power_iteration_, spectral_normalize
+from .convert import (convert, from_biggan_ccbn, from_biggan_spectral_norm, from_legacy_spectral_norm,
+                      from_studiogan_cbn)
+from .ops import conditional_batch_norm, spectral_norm_power_iteration_, spectral_normalize
 
 __version__ = "0.1.0"
 
-__all__ = ["BackendUnavailable", "convert", "current_backend", "from_biggan_spectral_norm",
-           "from_legacy_spectral_norm", "nn", "spectral_norm_power_iteration_", "spectral_normalize", "use_backend",
-           "__version__"]
+__all__ = ["BackendUnavailable", "conditional_batch_norm", "convert", "current_backend", "from_biggan_ccbn",
+           "from_biggan_spectral_norm", "from_legacy_spectral_norm", "from_studiogan_cbn", "nn",
+           "spectral_norm_power_iteration_", "spectral_normalize", "use_backend", "__version__"]
