@@ -15,6 +15,27 @@
 
   fastgan's SN layers also accept the last two layouts directly in ``load_state_dict``.
 
+* :func:`convert` also swaps ``torch.nn.BatchNorm2d`` (and ``SyncBatchNorm``) for :class:`fastgan.nn.BatchNorm2d`
+  (same keys, same Parameter and buffer objects) and, inside an ``nn.Sequential``, fuses a ReLU or LeakyReLU
+  that directly follows it into the kernel. Conditional batch norm checkpoints:
+
+  ================================  ==========================================  ==================================
+  source                            keys per layer                              converter
+  ================================  ==========================================  ==================================
+  ``torch.nn.BatchNorm2d``          ``weight``, ``bias``, ``running_mean``,     none (same keys both ways)
+                                    ``running_var``, ``num_batches_tracked``
+  BigGAN-PyTorch ``ccbn``           ``gain.weight``, ``bias.weight``,           :func:`from_biggan_ccbn`
+                                    ``stored_mean``, ``stored_var``
+  BigGAN-PyTorch ``bn``             ``gain``, ``bias``, ``stored_mean``,        :func:`from_biggan_ccbn`
+                                    ``stored_var``
+  StudioGAN ``ConditionalBatchNorm2d``  ``bn.running_mean/_var/num_batches_tracked``,  :func:`from_studiogan_cbn`
+                                    ``gain.weight`` (``_orig``, ``_u``, ``_v``)
+  ================================  ==========================================  ==================================
+
+  :class:`fastgan.nn.LinearConditionalBatchNorm2d` loads the ccbn and StudioGAN layouts directly too; the
+  converters return fastgan's layout (running_* keys, ``num_batches_tracked`` = 0 where the source has none,
+  SN layers in the parametrization layout).
+
 Exactness: a converted legacy layer keeps u and v, so its eval output is unchanged (sigma = u . W v). A
 BigGAN layer keeps only u; the converter sets v = normalize(W^T u0) and u = normalize(W v), which gives exactly
 BigGAN's eval sigma (BigGAN iterates once from u0 even in eval, without storing the result). Training then
@@ -115,13 +136,78 @@ def from_biggan_spectral_norm(state_dict: dict, eps: float = 1e-12) -> dict:
     return out
 
 
-def convert(model: nn.Module, spectral_norm: bool = True) -> nn.Module:
-    """Swap, in place, PyTorch's spectral norm in ``model`` for fastgan's fused one and return ``model``.
+def from_biggan_ccbn(state_dict: dict, sn_eps: float = 1e-12) -> dict:
+    """A copy of a BigGAN-PyTorch state dict with every ``ccbn`` and ``bn`` layer in fastgan's layout
+    (``stored_mean``/``stored_var`` -> ``running_mean``/``running_var`` plus ``num_batches_tracked`` = 0; a
+    ``bn`` layer's ``gain`` -> ``weight``) and its SN layers converted by :func:`from_biggan_spectral_norm`."""
+    from .nn.batch_norm import rename_cbn_keys_in_place
 
-    Both PyTorch APIs are recognised. Weights keep their Parameter objects (optimizers built before still see
-    them), u and v keep their values, n_power_iterations/eps/dim are carried over. The state-dict keys become
-    the parametrization layout; legacy checkpoints still load (see :func:`from_legacy_spectral_norm`).
+    out = _copy(state_dict)
+    for key in [k for k in state_dict if k == "stored_mean" or k.endswith(".stored_mean")]:
+        prefix = key[:-len("stored_mean")]
+        rename_cbn_keys_in_place(out, prefix)
+        gain = out.get(prefix + "gain")
+        if isinstance(gain, torch.Tensor) and gain.dim() == 1:  # layers.bn: a plain affine batch norm
+            out[prefix + "weight"] = out.pop(prefix + "gain")
+    return from_biggan_spectral_norm(out, eps=sn_eps)
+
+
+def from_studiogan_cbn(state_dict: dict) -> dict:
+    """A copy of a StudioGAN state dict with every ``ConditionalBatchNorm2d`` in fastgan's layout
+    (``bn.running_*``, ``bn.num_batches_tracked`` lifted one level) and legacy SN keys renamed by
+    :func:`from_legacy_spectral_norm`."""
+    from .nn.batch_norm import rename_cbn_keys_in_place
+
+    out = _copy(state_dict)
+    for key in [k for k in state_dict if k == "bn.running_mean" or k.endswith(".bn.running_mean")]:
+        prefix = key[:-len("bn.running_mean")]
+        if any(k.startswith(prefix + "gain.") for k in state_dict):
+            rename_cbn_keys_in_place(out, prefix)
+    return from_legacy_spectral_norm(out)
+
+
+_FUSABLE = (nn.ReLU, nn.LeakyReLU)
+
+
+def _swap_batch_norms(model: nn.Module, fuse_activation: bool) -> None:
+    from .nn.batch_norm import from_torch_batchnorm
+
+    for parent in list(model.modules()):
+        names = list(parent._modules.keys())
+        for i, name in enumerate(names):
+            child = parent._modules[name]
+            if type(child) not in (nn.BatchNorm2d, nn.SyncBatchNorm):
+                continue
+            act, slope = None, 0.01
+            nxt = parent._modules[names[i + 1]] if i + 1 < len(names) else None
+            fuse = fuse_activation and isinstance(parent, nn.Sequential) and type(nxt) in _FUSABLE
+            if fuse:
+                act = "relu" if type(nxt) is nn.ReLU else "leaky_relu"
+                slope = getattr(nxt, "negative_slope", 0.01)
+                if act == "leaky_relu" and slope <= 0:
+                    fuse, act, slope = False, None, 0.01
+            sync = type(child) is nn.SyncBatchNorm
+            parent._modules[name] = from_torch_batchnorm(child, act, slope, sync=sync,
+                                                         process_group=child.process_group if sync else None)
+            if fuse:
+                parent._modules[names[i + 1]] = nn.Identity()
+
+
+def convert(model: nn.Module, spectral_norm: bool = True, batch_norm: bool = True,
+            fuse_activation: bool = True) -> nn.Module:
+    """Swap, in place, PyTorch's spectral norm and batch norm in ``model`` for fastgan's fused ones; return it.
+
+    Spectral norm: both PyTorch APIs are recognised. Weights keep their Parameter objects (optimizers built
+    before still see them), u and v keep their values, n_power_iterations/eps/dim are carried over. The state-dict
+    keys become the parametrization layout; legacy checkpoints still load (see :func:`from_legacy_spectral_norm`).
+
+    Batch norm: every ``nn.BatchNorm2d`` (and ``nn.SyncBatchNorm``, which keeps syncing over its process group)
+    becomes :class:`fastgan.nn.BatchNorm2d` sharing its parameters and buffers; state-dict keys are unchanged.
+    With ``fuse_activation``, a ``nn.ReLU``/``nn.LeakyReLU`` that follows it inside an ``nn.Sequential`` is fused
+    into the kernel and replaced by ``nn.Identity`` (hooks on that activation module would no longer run).
     """
+    if batch_norm:
+        _swap_batch_norms(model, fuse_activation)
     if not spectral_norm:
         return model
     from torch.nn.utils.parametrizations import _SpectralNorm as TorchSN

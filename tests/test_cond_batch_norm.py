@@ -41,9 +41,9 @@ def _case(shape, per_sample, seed=0, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
     N, C = shape[:2]
     x = (torch.randn(shape, generator=g) * 1.7 + 0.6).to(dtype)
-    pshape = (N, C) if per_sample else (C,)
-    w = torch.randn(pshape, generator=g) * 0.5 + 1
-    b = torch.randn(pshape, generator=g) * 0.3
+    # per_sample: True for (N, C) weight and bias, "weight" or "bias" for only that one, False for neither
+    w = torch.randn((N, C) if per_sample in (True, "weight") else (C,), generator=g) * 0.5 + 1
+    b = torch.randn((N, C) if per_sample in (True, "bias") else (C,), generator=g) * 0.3
     rm, rv = torch.randn(C, generator=g) * 0.1, torch.rand(C, generator=g) + 0.5
     return x, w, b, rm, rv
 
@@ -84,7 +84,8 @@ SHAPES = [(3, 5, 7, 3), (2, 7, 1, 1), (5, 16, 2, 2), (1, 3, 5, 4), (4, 3, 8, 8)]
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_training_matches_reference(backend, shape):
     for layout in ("nchw", "channels_last", "strided"):
-        for per_sample, act in ((False, None), (True, "relu"), (True, "leaky_relu"), (False, "relu")):
+        for per_sample, act in ((False, None), (True, "relu"), (True, "leaky_relu"), (False, "relu"),
+                                ("weight", "relu"), ("bias", None)):
             _check_against_reference(backend, shape, layout, per_sample, act, training=True)
 
 
@@ -276,7 +277,7 @@ def test_gpu_backends_match_reference(shape):
     for backend in backends:
         for dtype in (torch.float32, torch.bfloat16, torch.float16):
             for layout in ("nchw", "channels_last"):
-                for per_sample, act, training in ((True, "relu", True), (False, None, True),
+                for per_sample, act, training in ((True, "relu", True), (False, None, True), ("weight", None, True),
                                                   (True, "leaky_relu", False)):
                     x, w, b, rm, rv = (t.cuda() for t in _case(shape, per_sample, dtype=dtype))
                     x = _layout(x, layout)

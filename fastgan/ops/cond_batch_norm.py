@@ -169,6 +169,18 @@ def _ptr(t):
     return 0 if t is None else t.data_ptr()
 
 
+def _kernel_params(weight, bias, N, C):
+    """weight and bias as float32 for the kernels, which index both with one stride: a per-channel one paired
+    with a per-sample one is expanded to (N, C)."""
+    w, b = _f32(weight), _f32(bias)
+    if w is not None and b is not None and w.dim() != b.dim():
+        if w.dim() == 1:
+            w = w.expand(N, C).contiguous()
+        else:
+            b = b.expand(N, C).contiguous()
+    return w, b
+
+
 def _w_stride(weight, bias, C):
     t = weight if weight is not None else bias
     return C if t is not None and t.dim() == 2 else 0
@@ -211,7 +223,7 @@ def _kernel_apply(x, cl, mean, stat, weight, bias, cfg, eval_mode):
     return y
 
 
-def _kernel_backward(gy, x, cl, weight, bias, stats, cfg, inv_m=None, reduce_sums=None):
+def _kernel_backward(gy, x, cl, weight, bias, stats, cfg, inv_m=None, reduce_sums=None, per_sample=(False, False)):
     N, C, HW = _dims(x)
     dev = x.device
     eval_mode = not cfg.training
@@ -244,9 +256,9 @@ def _kernel_backward(gy, x, cl, weight, bias, stats, cfg, inv_m=None, reduce_sum
                             float(cfg.eps), float(inv_m), code, dev.index, _stream(dev))
     dw = db = None
     if weight is not None:
-        dw = sums[:, :, 1] if weight.dim() == 2 else k[2]
+        dw = sums[:, :, 1] if per_sample[0] else k[2]
     if bias is not None:
-        db = sums[:, :, 0] if bias.dim() == 2 else k[3]
+        db = sums[:, :, 0] if per_sample[1] else k[3]
     return dx, dw, db
 
 
@@ -332,7 +344,7 @@ def _apply_impl(x, weight, bias, stats, cfg):
         st = stats.to(acc) if cfg.training else torch.stack([stats[0], torch.rsqrt(stats[1] + cfg.eps)]).to(acc)
         y = _ref_forward(x.reshape(N, C, HW).to(acc), weight, bias, st, cfg).to(x.dtype).reshape(x.shape)
         return _like_layout(y, cl)
-    return _kernel_apply(x, cl, stats[0], stats[1], _f32(weight), _f32(bias), cfg, not cfg.training)
+    return _kernel_apply(x, cl, stats[0], stats[1], *_kernel_params(weight, bias, N, C), cfg, not cfg.training)
 
 
 def _backward_impl(gy, x, weight, bias, stats, cfg, inv_m):
@@ -350,7 +362,9 @@ def _backward_impl(gy, x, weight, bias, stats, cfg, inv_m):
         dx = dx.to(x.dtype).reshape(x.shape)
         return (dx.contiguous(memory_format=torch.channels_last) if cl else dx), dw, db
     gy = _like_layout(gy.to(x.dtype), cl)
-    dx, dw, db = _kernel_backward(gy, x, cl, _f32(weight), _f32(bias), stats, cfg, inv_m, reduce_sums)
+    per_sample = (weight is not None and weight.dim() == 2, bias is not None and bias.dim() == 2)
+    dx, dw, db = _kernel_backward(gy, x, cl, *_kernel_params(weight, bias, N, C), stats, cfg, inv_m, reduce_sums,
+                                  per_sample)
     if dw is not None:
         dw = dw.to(weight.dtype)
     if bias is not None:
