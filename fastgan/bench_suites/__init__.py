@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-SUITES = ("spectral_norm", "fid")
+SUITES = ("spectral_norm", "cond_batch_norm", "fid")
 DEFAULT_SUITES = ("spectral_norm",)  # what runs without --suite; fid takes --suite fid (about a minute of CPU)
 
 
