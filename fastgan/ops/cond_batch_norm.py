@@ -335,16 +335,16 @@ def _eval_stats(x, running_mean, running_var):
     return torch.stack([running_mean.to(acc), running_var.to(acc)])
 
 
-def _apply_impl(x, weight, bias, stats, cfg):
-    """y from the statistics: (mean, invstd) in training, (running mean, running var) in eval."""
+def _apply_impl(x, weight, bias, mean, stat, cfg):
+    """y from the statistics: mean and invstd in training, running mean and running var in eval."""
     x, cl = _layout(x)
     N, C, HW = _dims(x)
     if cfg.backend == "torch":
         acc = _acc_dtype(x)
-        st = stats.to(acc) if cfg.training else torch.stack([stats[0], torch.rsqrt(stats[1] + cfg.eps)]).to(acc)
-        y = _ref_forward(x.reshape(N, C, HW).to(acc), weight, bias, st, cfg).to(x.dtype).reshape(x.shape)
+        st = torch.stack([mean, stat] if cfg.training else [mean.to(acc), torch.rsqrt(stat.to(acc) + cfg.eps)])
+        y = _ref_forward(x.reshape(N, C, HW).to(acc), weight, bias, st.to(acc), cfg).to(x.dtype).reshape(x.shape)
         return _like_layout(y, cl)
-    return _kernel_apply(x, cl, stats[0], stats[1], *_kernel_params(weight, bias, N, C), cfg, not cfg.training)
+    return _kernel_apply(x, cl, _f32(mean), _f32(stat), *_kernel_params(weight, bias, N, C), cfg, not cfg.training)
 
 
 def _backward_impl(gy, x, weight, bias, stats, cfg, inv_m):
@@ -409,7 +409,7 @@ def _fake_like_layout(x):
 @torch.library.custom_op("fastgan::cond_batch_norm", mutates_args=())
 def _apply_op(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, stats: torch.Tensor,
               training: bool, eps: float, act: int, slope: float, backend: str) -> torch.Tensor:
-    return _apply_impl(x, weight, bias, stats, Config(training, 0.0, eps, act, slope, backend))
+    return _apply_impl(x, weight, bias, stats[0], stats[1], Config(training, 0.0, eps, act, slope, backend))
 
 
 @_apply_op.register_fake
@@ -463,13 +463,15 @@ _apply_op.register_autograd(_op_backward, setup_context=_op_setup_context)
 # ---------------------------------------------------------------- eager path
 
 
-def _forward(x, weight, bias, running_mean, running_var, cfg):
-    """(y, stats, inv_m) of an eager call."""
+def _forward(x, weight, bias, running_mean, running_var, cfg, save=True):
+    """(y, stats, inv_m) of an eager call; in eval, stats is a copy of the running statistics (None unless
+    ``save``: the backward must not see them change)."""
     if cfg.training:
         stats, inv_m = _stats_impl(x, running_mean, running_var, cfg)
-    else:
-        stats, inv_m = _eval_stats(x, running_mean, running_var), 1.0 / (_dims(x)[0] * _dims(x)[2])
-    return _apply_impl(x, weight, bias, stats, cfg), stats, inv_m
+        return _apply_impl(x, weight, bias, stats[0], stats[1], cfg), stats, inv_m
+    stats = _eval_stats(x, running_mean, running_var) if save else None
+    y = _apply_impl(x, weight, bias, running_mean, running_var, cfg)
+    return y, stats, 1.0 / (_dims(x)[0] * _dims(x)[2])
 
 
 class _CondBatchNorm(torch.autograd.Function):
@@ -634,4 +636,4 @@ def conditional_batch_norm(x: torch.Tensor, weight: torch.Tensor | None = None, 
     needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
     if needs_grad:
         return _CondBatchNorm.apply(x, weight, bias, running_mean, running_var, cfg)
-    return _forward(x, weight, bias, running_mean, running_var, cfg)[0]
+    return _forward(x, weight, bias, running_mean, running_var, cfg, save=False)[0]
