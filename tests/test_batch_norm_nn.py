@@ -301,3 +301,16 @@ def test_convert_sync_batchnorm_sets_sync_and_swaps_torch_modules():
     assert out is model
     assert isinstance(model[1], BatchNorm2d) and model[1].sync and model[1].weight is weight
     assert model[2].sync and model[3].sync
+
+
+@pytest.mark.gpu
+def test_bad_labels_on_the_gpu_raise_and_leave_the_device_usable():
+    m = ConditionalBatchNorm2d(8, 5).cuda()
+    x = torch.randn(4, 8, 3, 3, device="cuda")
+    with pytest.raises(IndexError, match="out of range"):
+        m(x, torch.tensor([0, 1, 5, 2], device="cuda"))
+    unchecked = ConditionalBatchNorm2d(8, 5, check_labels=False).cuda()
+    y = unchecked(x, torch.tensor([0, 1, 99, -3], device="cuda"))
+    torch.cuda.synchronize()
+    assert torch.isfinite(y).all()
+    assert torch.isfinite(m(x, torch.tensor([0, 1, 4, 2], device="cuda"))).all()

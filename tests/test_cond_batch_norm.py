@@ -320,3 +320,12 @@ def test_gpu_double_backward_and_compile():
                                                                 activation="relu", backend=backend),
                                    rtol=1e-5, atol=1e-5)
 
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_nan_input_propagates_through_relu_like_pytorch(backend):
+    x = torch.randn(3, 2, 2, 2)
+    x[1, 0, 1, 1] = float("nan")
+    y = conditional_batch_norm(x, activation="relu", backend=backend)
+    expected = F.relu(F.batch_norm(x, None, None, training=True))
+    assert torch.equal(torch.isnan(y), torch.isnan(expected)) and torch.isnan(y[:, 0]).all()

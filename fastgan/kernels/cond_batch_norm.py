@@ -176,7 +176,7 @@ def _cbn_apply_kernel(x_ptr, y_ptr, mean_ptr, stat_ptr, w_ptr, b_ptr, N, C, HW, 
         v = tl.load(x_ptr + off, mask=m, other=0.0).to(tl.float32)
         z = (v - mean) * scale + beta
         if ACT == 1:
-            z = tl.maximum(z, 0.0)
+            z = tl.where(z <= 0, 0.0, z)  # not tl.maximum: a NaN stays NaN, as with torch.relu
         elif ACT == 2:
             z = tl.where(z > 0, z, z * slope)
         tl.store(y_ptr + off, z.to(y_ptr.dtype.element_ty), mask=m)
