@@ -74,7 +74,8 @@ def _coords(pid, N, C, HW, n_pblocks, CL: tl.constexpr, VEC: tl.constexpr, BLOCK
 @triton.jit
 def _scale_shift(n, c, pmask, mean_ptr, stat_ptr, w_ptr, b_ptr, w_stride_n, eps, HAS_W: tl.constexpr,
                  HAS_B: tl.constexpr, EVAL: tl.constexpr):
-    """Per row: mean, invstd, gamma, beta (stat_ptr holds invstd, or the variance in eval)."""
+    """Per row: mean [P, 1], invstd [P], gamma * invstd [P, 1], beta [P, 1] (stat_ptr holds invstd, or the
+    variance in eval)."""
     mean = tl.load(mean_ptr + c, mask=pmask, other=0.0)
     s = tl.load(stat_ptr + c, mask=pmask, other=1.0)
     if EVAL:
@@ -88,7 +89,7 @@ def _scale_shift(n, c, pmask, mean_ptr, stat_ptr, w_ptr, b_ptr, w_stride_n, eps,
         beta = tl.load(b_ptr + pidx, mask=pmask, other=0.0)
     else:
         beta = tl.zeros(mean.shape, tl.float32)
-    return mean, s, gamma, beta
+    return mean[:, None], s, (gamma * s)[:, None], beta[:, None]
 
 
 @triton.jit
@@ -164,11 +165,8 @@ def _cbn_apply_kernel(x_ptr, y_ptr, mean_ptr, stat_ptr, w_ptr, b_ptr, N, C, HW, 
                       CL: tl.constexpr, VEC: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_R: tl.constexpr,
                       HAS_W: tl.constexpr, HAS_B: tl.constexpr, ACT: tl.constexpr, EVAL: tl.constexpr):
     n, c, pmask, p_off, r_stride, hw = _coords(tl.program_id(0), N, C, HW, n_pblocks, CL, VEC, BLOCK_P)
-    mean, s, gamma, beta = _scale_shift(n, c, pmask, mean_ptr, stat_ptr, w_ptr, b_ptr, w_stride_n, eps,
+    mean, s, scale, beta = _scale_shift(n, c, pmask, mean_ptr, stat_ptr, w_ptr, b_ptr, w_stride_n, eps,
                                         HAS_W, HAS_B, EVAL)
-    scale = (gamma * s)[:, None]
-    mean = mean[:, None]
-    beta = beta[:, None]
     for r0 in range(0, hw, BLOCK_R):
         rr = r0 + tl.arange(0, BLOCK_R)
         m = pmask[:, None] & (rr < hw)[None, :]
@@ -188,11 +186,8 @@ def _cbn_backward_reduce_kernel(dy_ptr, x_ptr, mean_ptr, stat_ptr, w_ptr, b_ptr,
                                 BLOCK_R: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr,
                                 ACT: tl.constexpr, EVAL: tl.constexpr):
     n, c, pmask, p_off, r_stride, hw = _coords(tl.program_id(0), N, C, HW, n_pblocks, CL, VEC, BLOCK_P)
-    mean, s, gamma, beta = _scale_shift(n, c, pmask, mean_ptr, stat_ptr, w_ptr, b_ptr, w_stride_n, eps,
+    mean, s, scale, beta = _scale_shift(n, c, pmask, mean_ptr, stat_ptr, w_ptr, b_ptr, w_stride_n, eps,
                                         HAS_W, HAS_B, EVAL)
-    scale = (gamma * s)[:, None]
-    mean = mean[:, None]
-    beta = beta[:, None]
     acc_a = tl.zeros([BLOCK_P, BLOCK_R], dtype=tl.float32)
     acc_b = tl.zeros([BLOCK_P, BLOCK_R], dtype=tl.float32)
     for r0 in range(0, hw, BLOCK_R):
@@ -246,11 +241,8 @@ def _cbn_backward_dx_kernel(dy_ptr, x_ptr, mean_ptr, stat_ptr, w_ptr, b_ptr, k_p
                             BLOCK_P: tl.constexpr, BLOCK_R: tl.constexpr, HAS_W: tl.constexpr,
                             HAS_B: tl.constexpr, ACT: tl.constexpr, EVAL: tl.constexpr):
     n, c, pmask, p_off, r_stride, hw = _coords(tl.program_id(0), N, C, HW, n_pblocks, CL, VEC, BLOCK_P)
-    mean, s, gamma, beta = _scale_shift(n, c, pmask, mean_ptr, stat_ptr, w_ptr, b_ptr, w_stride_n, eps,
+    mean, s, scale, beta = _scale_shift(n, c, pmask, mean_ptr, stat_ptr, w_ptr, b_ptr, w_stride_n, eps,
                                         HAS_W, HAS_B, EVAL)
-    scale = (gamma * s)[:, None]
-    beta = beta[:, None]
-    mean = mean[:, None]
     if not EVAL:
         k1 = (tl.load(k_ptr + c, mask=pmask, other=0.0) * (s * inv_m))[:, None]
         k2 = (tl.load(k_ptr + C + c, mask=pmask, other=0.0) * (s * s * inv_m))[:, None]
