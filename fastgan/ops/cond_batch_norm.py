@@ -61,8 +61,10 @@ def _like_layout(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
 
 
 def _dims(x: torch.Tensor) -> tuple[int, int, int]:
-    N, C = x.shape[0], x.shape[1]
-    return N, C, math.prod(x.shape[2:])
+    shape = x.shape
+    if len(shape) == 4:
+        return shape[0], shape[1], shape[2] * shape[3]
+    return shape[0], shape[1], math.prod(shape[2:])
 
 
 def _acc_dtype(x: torch.Tensor) -> torch.dtype:
@@ -162,7 +164,9 @@ def _stream(device):
 
 
 def _f32(t):
-    return None if t is None else t.to(torch.float32).contiguous()
+    if t is None or (t.dtype == torch.float32 and t.is_contiguous()):
+        return t
+    return t.to(torch.float32).contiguous()
 
 
 def _ptr(t):
@@ -198,12 +202,10 @@ def _kernel_moments(x, cl, backend, running_mean=None, running_var=None, momentu
         tk.partial_stats(x, part, cl)
         tk.finalize_stats(part, stats, running_mean, running_var, N, C, HW, momentum, eps, raw)
     else:
-        ext = _backend.extension()
-        ext.cbn_partial_stats(x.data_ptr(), part.data_ptr(), N, C, HW, cl, _DTYPE_CODE[x.dtype], dev.index,
-                              _stream(dev))
+        ext, st = _backend.extension(), _stream(dev)
+        ext.cbn_partial_stats(x.data_ptr(), part.data_ptr(), N, C, HW, cl, _DTYPE_CODE[x.dtype], dev.index, st)
         ext.cbn_finalize_stats(part.data_ptr(), stats.data_ptr(), _ptr(running_mean), _ptr(running_var), N, C, HW,
-                               float(momentum), float(eps), running_mean is not None and not raw, raw, dev.index,
-                               _stream(dev))
+                               float(momentum), float(eps), running_mean is not None and not raw, raw, dev.index, st)
     return stats
 
 
@@ -253,7 +255,7 @@ def _kernel_backward(gy, x, cl, weight, bias, stats, cfg, inv_m=None, reduce_sum
             k[:2] = reduce_sums(k[:2])
         ext.cbn_backward_dx(gy.data_ptr(), x.data_ptr(), mean.data_ptr(), stat.data_ptr(), _ptr(weight), _ptr(bias),
                             k.data_ptr(), dx.data_ptr(), N, C, HW, ws, cl, cfg.act, float(cfg.slope), eval_mode,
-                            float(cfg.eps), float(inv_m), code, dev.index, _stream(dev))
+                            float(cfg.eps), float(inv_m), code, dev.index, st)
     dw = db = None
     if weight is not None:
         dw = sums[:, :, 1] if per_sample[0] else k[2]
