@@ -314,3 +314,21 @@ def test_bad_labels_on_the_gpu_raise_and_leave_the_device_usable():
     torch.cuda.synchronize()
     assert torch.isfinite(y).all()
     assert torch.isfinite(m(x, torch.tensor([0, 1, 4, 2], device="cuda"))).all()
+
+
+def test_module_under_torch_compile_fullgraph_matches_eager():
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), BatchNorm2d(8, activation="relu"), nn.Conv2d(8, 4, 3))
+    reference = copy.deepcopy(model)
+    compiled = torch.compile(model, fullgraph=True)
+    x = torch.randn(4, 3, 8, 8)
+    out, expected = compiled(x), reference(x)
+    out.square().sum().backward()
+    expected.square().sum().backward()
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(model[0].weight.grad, reference[0].weight.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(model[1].running_var, reference[1].running_var)
+    assert int(model[1].num_batches_tracked) == 1
+    model.eval()
+    reference.eval()
+    torch.testing.assert_close(compiled(x), reference(x), rtol=1e-5, atol=1e-5)

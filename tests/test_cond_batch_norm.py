@@ -198,6 +198,9 @@ def test_opcheck_registered_ops(backend):
     torch.library.opcheck(torch.ops.fastgan.cond_batch_norm_backward.default,
                           (torch.randn_like(x_cl), x_cl, w, None, torch.stack([rm, rv + 1]), True, 1e-5, 2, 0.2,
                            backend))
+    torch.library.opcheck(torch.ops.fastgan.cond_batch_norm_backward.default,
+                          (torch.randn_like(x), x, w[0], b[0], torch.stack([rm, rv + 1]), True, 1e-5, 1, 0.0,
+                           backend))
 
 
 def test_torch_compile_fullgraph_matches_eager():

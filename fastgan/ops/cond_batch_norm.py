@@ -427,7 +427,8 @@ def _cbn_backward_op(gy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | N
     N, _, HW = _dims(x)
     dx, dw, db = _backward_impl(gy, x, weight, bias, stats, cfg, 1.0 / (N * HW))
     empty = x.new_empty((0,), dtype=torch.float32)
-    return dx, (empty if dw is None else dw.contiguous()), (empty if db is None else db.contiguous())
+    # the kernels' dweight and dbias can be views of one buffer: outputs of a custom op may not alias
+    return dx, (empty if dw is None else dw.clone()), (empty if db is None else db.clone())
 
 
 @_cbn_backward_op.register_fake
