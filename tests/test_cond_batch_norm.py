@@ -271,31 +271,36 @@ def _gpu_backends():
                                                                          cbn_mod.OP) is None]
 
 
+# (dtype, per_sample, activation, training): every flag in float32, one training case per 16-bit dtype (each
+# combination is a Triton compilation: the list is kept short for bench/device_check.sh's time budget)
+GPU_CONFIGS = [(torch.float32, True, "relu", True), (torch.float32, False, None, True),
+               (torch.float32, "weight", "leaky_relu", True), (torch.float32, True, "leaky_relu", False),
+               (torch.bfloat16, True, "relu", True), (torch.float16, False, "relu", True)]
+
+
 @pytest.mark.gpu
-@pytest.mark.parametrize("shape", [(3, 5, 7, 3), (2, 7, 1, 1), (128, 512, 4, 4), (16, 96, 64, 64), (8, 192, 17, 9)],
+@pytest.mark.parametrize("shape", [(3, 5, 7, 3), (128, 512, 4, 4), (8, 96, 33, 31)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_gpu_backends_match_reference(shape):
     backends = _gpu_backends()
     assert backends, "no kernel backend available on this GPU"
     for backend in backends:
-        for dtype in (torch.float32, torch.bfloat16, torch.float16):
-            for layout in ("nchw", "channels_last"):
-                for per_sample, act, training in ((True, "relu", True), (False, None, True), ("weight", None, True),
-                                                  (True, "leaky_relu", False)):
-                    x, w, b, rm, rv = (t.cuda() for t in _case(shape, per_sample, dtype=dtype))
-                    x = _layout(x, layout)
-                    gy = torch.randn(shape, device="cuda").to(dtype)
-                    rm_ref, rv_ref = rm.double(), rv.double()
-                    xr, wr, br = (t.double().requires_grad_() for t in (x, w, b))
-                    yr = reference(xr, wr, br, rm_ref, rv_ref, training, act, slope=0.2)
-                    yr.backward(gy.double())
-                    y, dx, dw, db = _run(backend, x, w, b, rm, rv, training, act, gy, slope=0.2)
-                    tol = {torch.float32: 1e-4, torch.float16: 4e-3, torch.bfloat16: 3e-2}[dtype]
-                    label = f"{backend} {dtype} {layout} per_sample={per_sample} act={act} training={training}"
-                    for name, got, want in (("y", y, yr), ("dx", dx, xr.grad), ("dw", dw, wr.grad),
-                                            ("db", db, br.grad), ("rm", rm, rm_ref), ("rv", rv, rv_ref)):
-                        err = ((got.double() - want).abs().max() / (1 + want.abs().max())).item()
-                        assert err <= tol, f"{label}: {name} off by {err:.3g}"
+        for layout in ("nchw", "channels_last"):
+            for dtype, per_sample, act, training in GPU_CONFIGS:
+                x, w, b, rm, rv = (t.cuda() for t in _case(shape, per_sample, dtype=dtype))
+                x = _layout(x, layout)
+                gy = torch.randn(shape, device="cuda").to(dtype)
+                rm_ref, rv_ref = rm.double(), rv.double()
+                xr, wr, br = (t.double().requires_grad_() for t in (x, w, b))
+                yr = reference(xr, wr, br, rm_ref, rv_ref, training, act, slope=0.2)
+                yr.backward(gy.double())
+                y, dx, dw, db = _run(backend, x, w, b, rm, rv, training, act, gy, slope=0.2)
+                tol = {torch.float32: 1e-4, torch.float16: 4e-3, torch.bfloat16: 3e-2}[dtype]
+                label = f"{backend} {dtype} {layout} per_sample={per_sample} act={act} training={training}"
+                for name, got, want in (("y", y, yr), ("dx", dx, xr.grad), ("dw", dw, wr.grad), ("db", db, br.grad),
+                                        ("rm", rm, rm_ref), ("rv", rv, rv_ref)):
+                    err = ((got.double() - want).abs().max() / (1 + want.abs().max())).item()
+                    assert err <= tol, f"{label}: {name} off by {err:.3g}"
 
 
 @pytest.mark.gpu
