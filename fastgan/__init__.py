@@ -2,11 +2,12 @@
 from . import nn
 from ._backend import BackendUnavailable, current_backend, use_backend
 from .convert import (convert, from_biggan_ccbn, from_biggan_spectral_norm, from_legacy_spectral_norm,
-                      from_studiogan_cbn)
+                      from_studiogan_cbn, to_biggan_ccbn, to_studiogan_cbn)
 from .ops import conditional_batch_norm, spectral_norm_power_iteration_, spectral_normalize
 
 __version__ = "0.1.0"
 
 __all__ = ["BackendUnavailable", "conditional_batch_norm", "convert", "current_backend", "from_biggan_ccbn",
            "from_biggan_spectral_norm", "from_legacy_spectral_norm", "from_studiogan_cbn", "nn",
-           "spectral_norm_power_iteration_", "spectral_normalize", "use_backend", "__version__"]
+           "spectral_norm_power_iteration_", "spectral_normalize", "to_biggan_ccbn", "to_studiogan_cbn",
+           "use_backend", "__version__"]

@@ -34,7 +34,7 @@
 
   :class:`fastgan.nn.LinearConditionalBatchNorm2d` loads the ccbn and StudioGAN layouts directly too; the
   converters return fastgan's layout (running_* keys, ``num_batches_tracked`` = 0 where the source has none,
-  SN layers in the parametrization layout).
+  SN layers in the parametrization layout). :func:`to_biggan_ccbn` and :func:`to_studiogan_cbn` go the other way.
 
 Exactness: a converted legacy layer keeps u and v, so its eval output is unchanged (sigma = u . W v). A
 BigGAN layer keeps only u; the converter sets v = normalize(W^T u0) and u = normalize(W v), which gives exactly
@@ -164,6 +164,62 @@ def from_studiogan_cbn(state_dict: dict) -> dict:
         if any(k.startswith(prefix + "gain.") for k in state_dict):
             rename_cbn_keys_in_place(out, prefix)
     return from_legacy_spectral_norm(out)
+
+
+def _cbn_prefixes(state_dict: dict) -> list[str]:
+    """Prefixes of the LinearConditionalBatchNorm2d layers of a fastgan state dict (running statistics next to
+    gain and bias layers)."""
+    out = []
+    for key in state_dict:
+        if key == "running_mean" or key.endswith(".running_mean"):
+            prefix = key[:-len("running_mean")]
+            if any(k.startswith(prefix + "gain.") for k in state_dict):
+                out.append(prefix)
+    return out
+
+
+def _to_source_sn(out: dict, prefix: str, legacy: bool) -> None:
+    """One parametrized SN weight under ``prefix`` to the legacy (weight_orig/_u/_v) or BigGAN (weight, u0, sv0)
+    layout; nothing if it is a plain weight."""
+    orig_key, u_key, v_key = _parametrized_keys(prefix, "weight")
+    if orig_key not in out:
+        return
+    weight, u, v = out.pop(orig_key), out.pop(u_key), out.pop(v_key)
+    if legacy:
+        out[prefix + "weight_orig"], out[prefix + "weight_u"], out[prefix + "weight_v"] = weight, u, v
+    else:
+        W = weight.detach().reshape(weight.shape[0], -1).to(u.dtype)
+        out[prefix + "weight"] = weight
+        out[prefix + "u0"] = u.reshape(1, -1).clone()
+        out[prefix + "sv0"] = torch.dot(u, W @ v).reshape(1)
+
+
+def to_biggan_ccbn(state_dict: dict) -> dict:
+    """A copy of a fastgan state dict with every :class:`fastgan.nn.LinearConditionalBatchNorm2d` in BigGAN-PyTorch's
+    ``ccbn`` layout: ``stored_mean``, ``stored_var`` (``num_batches_tracked`` dropped), spectral-normed ``gain`` and
+    ``bias`` as ``weight``, ``u0`` (1, out), ``sv0`` (1,) with sv0 = u.W v."""
+    out = _copy(state_dict)
+    for prefix in _cbn_prefixes(state_dict):
+        out[prefix + "stored_mean"] = out.pop(prefix + "running_mean")
+        out[prefix + "stored_var"] = out.pop(prefix + "running_var")
+        out.pop(prefix + "num_batches_tracked", None)
+        for layer in ("gain.", "bias."):
+            _to_source_sn(out, prefix + layer, legacy=False)
+    return out
+
+
+def to_studiogan_cbn(state_dict: dict) -> dict:
+    """A copy of a fastgan state dict with every :class:`fastgan.nn.LinearConditionalBatchNorm2d` in StudioGAN's
+    ``ConditionalBatchNorm2d`` layout: ``bn.running_mean``, ``bn.running_var``, ``bn.num_batches_tracked``, and
+    spectral-normed ``gain``/``bias`` as ``weight_orig``, ``weight_u``, ``weight_v`` (torch's legacy SN)."""
+    out = _copy(state_dict)
+    for prefix in _cbn_prefixes(state_dict):
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            if prefix + name in out:
+                out[prefix + "bn." + name] = out.pop(prefix + name)
+        for layer in ("gain.", "bias."):
+            _to_source_sn(out, prefix + layer, legacy=True)
+    return out
 
 
 _FUSABLE = (nn.ReLU, nn.LeakyReLU)

@@ -209,6 +209,39 @@ def test_linear_cbn_loads_studiogan_layout_with_spectral_norm():
         assert int(ours.num_batches_tracked) == 3
 
 
+def test_linear_cbn_state_dict_goes_back_to_studiogan_and_biggan_layouts():
+    torch.manual_seed(8)
+    ours = LinearConditionalBatchNorm2d(6, 8, eps=1e-4, spectral_norm=True, sn_eps=1e-6)
+    ours.train()
+    for _ in range(2):
+        ours(torch.randn(4, 6, 3, 3) + 1, torch.randn(4, 8))
+    ours.eval()
+    x, c = torch.randn(5, 6, 3, 3), torch.randn(5, 8)
+    studio = _StudioGANcbn(8, 6)
+    studio.load_state_dict(fastgan.to_studiogan_cbn(ours.state_dict()))
+    studio.eval()
+    torch.testing.assert_close(studio(x, c), ours(x, c), rtol=1e-5, atol=1e-5)
+    assert int(studio.bn.num_batches_tracked) == 2
+
+    plain = LinearConditionalBatchNorm2d(6, 8)
+    plain.train()
+    plain(torch.randn(4, 6, 3, 3), torch.randn(4, 8))
+    biggan = _BigGANccbn(6, 8)
+    biggan.load_state_dict(fastgan.to_biggan_ccbn(plain.state_dict()))
+    plain.eval()
+    biggan.eval()
+    torch.testing.assert_close(biggan(x, c), plain(x, c), rtol=1e-5, atol=1e-5)
+
+    sd = fastgan.to_biggan_ccbn(ours.state_dict())  # SN layers as BigGAN's weight, u0, sv0
+    assert sd["gain.u0"].shape == (1, 6) and sd["gain.sv0"].shape == (1,)
+    u, v = ours.gain.parametrizations.weight[0]._u, ours.gain.parametrizations.weight[0]._v
+    W = ours.gain.parametrizations.weight.original
+    torch.testing.assert_close(sd["gain.sv0"], torch.dot(u, W @ v).reshape(1))
+    back = LinearConditionalBatchNorm2d(6, 8, eps=1e-4, spectral_norm=True, sn_eps=1e-6).eval()
+    back.load_state_dict(sd)
+    torch.testing.assert_close(back.running_var, ours.running_var)
+
+
 def test_biggan_plain_bn_layer_converts_gain_to_weight():
     sd = {"bn.gain": torch.rand(4) + 0.5, "bn.bias": torch.randn(4), "bn.stored_mean": torch.randn(4),
           "bn.stored_var": torch.rand(4) + 0.5}
