@@ -10,8 +10,11 @@ the per-channel case; BigGAN's ``ccbn`` and StudioGAN's ``ConditionalBatchNorm2d
 
 The kernel backends run the training forward in two passes over x (statistics; then normalise, scale, shift and
 activate) and the backward in two (per-(n, c) sums of g = dy act'(z) and g xhat; then dx):
-see ``fastgan/kernels/cond_batch_norm.py``. Registered ops: ``fastgan::cond_batch_norm`` (mutates the running
-statistics; returns y and the (2, C) statistics the backward uses) and ``fastgan::cond_batch_norm_backward``.
+see ``fastgan/kernels/cond_batch_norm.py``. Registered ops (used when traced by torch.compile/export; eager
+calls run the same implementations behind an autograd.Function): ``fastgan::cond_batch_norm_stats`` (batch
+statistics (2, C) = (mean, invstd); mutates the running statistics), ``fastgan::cond_batch_norm`` (y from x and
+those statistics, differentiable: its backward is the full batch-norm gradient) and
+``fastgan::cond_batch_norm_backward``.
 """
 from __future__ import annotations
 
@@ -374,7 +377,7 @@ def _backward_impl(gy, x, weight, bias, stats, cfg, inv_m):
     return dx, dw, db
 
 
-def _double_backward_grads(gy, x, weight, bias, stats, cfg, inv_m):
+def _double_backward_grads(gy, x, weight, bias, stats, cfg):
     """The gradients as differentiable torch ops of (gy, x, weight, bias): used while a graph is recorded."""
     if cfg.sync and cfg.training:
         raise NotImplementedError("conditional_batch_norm: double backward (create_graph=True) through statistics "
@@ -448,9 +451,8 @@ def _op_setup_context(ctx, inputs, output):
 def _op_backward(ctx, gy):
     x, weight, bias, stats = ctx.saved_tensors
     cfg = ctx.cfg
-    N, _, HW = _dims(x)
     if torch.is_grad_enabled():
-        dx, dw, db = _double_backward_grads(gy, x, weight, bias, stats, cfg, 1.0 / (N * HW))
+        dx, dw, db = _double_backward_grads(gy, x, weight, bias, stats, cfg)
     else:
         dx, dw, db = torch.ops.fastgan.cond_batch_norm_backward(gy, x, weight, bias, stats, cfg.training, cfg.eps,
                                                                 cfg.act, cfg.slope, cfg.backend)
@@ -492,7 +494,7 @@ class _CondBatchNorm(torch.autograd.Function):
     def backward(ctx, gy):
         x, weight, bias, stats = ctx.saved_tensors
         if torch.is_grad_enabled():
-            dx, dw, db = _double_backward_grads(gy, x, weight, bias, stats, ctx.cfg, ctx.inv_m)
+            dx, dw, db = _double_backward_grads(gy, x, weight, bias, stats, ctx.cfg)
         else:
             dx, dw, db = _backward_impl(gy, x, weight, bias, stats, ctx.cfg, ctx.inv_m)
         need = ctx.needs_input_grad
