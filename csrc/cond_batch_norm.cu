@@ -84,9 +84,11 @@ __device__ __forceinline__ float activate(float z, int act, float slope) {
   return (act == 0 || !(z <= 0.f)) ? z : (act == 1 ? 0.f : z * slope);
 }
 
-// dy * act'(z); a ReLU's zero side gives 0 even for a non-finite dy.
+// dy * act'(z) as torch computes it: a ReLU passes dy unless z <= 0 (so at z = NaN too) and gives 0 there even for
+// a non-finite dy; a leaky ReLU scales dy unless z > 0.
 __device__ __forceinline__ float act_grad(float dy, float z, int act, float slope) {
-  return (act == 0 || z > 0.f) ? dy : (act == 1 ? 0.f : dy * slope);
+  if (act == 1) return z <= 0.f ? 0.f : dy;
+  return (act == 0 || z > 0.f) ? dy : dy * slope;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

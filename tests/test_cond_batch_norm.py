@@ -337,3 +337,17 @@ def test_nan_input_propagates_through_relu_like_pytorch(backend):
     y = conditional_batch_norm(x, activation="relu", backend=backend)
     expected = F.relu(F.batch_norm(x, None, None, training=True))
     assert torch.equal(torch.isnan(y), torch.isnan(expected)) and torch.isnan(y[:, 0]).all()
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_relu_gradient_at_nan_passes_like_pytorch(backend):
+    x = torch.randn(3, 2, 2, 2)
+    x[1, 0, 1, 1] = float("nan")  # channel 0 normalises to NaN everywhere
+    w = torch.ones(2)
+    eval_stats = (torch.zeros(2), torch.ones(2))
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    gy = torch.randn(x.shape)
+    conditional_batch_norm(xa, w, None, *eval_stats, training=False, activation="relu", backend=backend).backward(gy)
+    F.relu(F.batch_norm(xb, *eval_stats, w, None, training=False)).backward(gy)
+    assert torch.equal(torch.isnan(xa.grad), torch.isnan(xb.grad))
+    torch.testing.assert_close(xa.grad.nan_to_num(), xb.grad.nan_to_num())

@@ -94,8 +94,8 @@ def _scale_shift(n, c, pmask, mean_ptr, stat_ptr, w_ptr, b_ptr, w_stride_n, eps,
 
 @triton.jit
 def _activation_grad(gy, z, slope, ACT: tl.constexpr):
-    if ACT == 1:
-        gy = tl.where(z > 0, gy, 0.0)
+    if ACT == 1:  # as torch: the gradient passes unless z <= 0 (at z = NaN too)
+        gy = tl.where(z <= 0, 0.0, gy)
     elif ACT == 2:
         gy = tl.where(z > 0, gy, gy * slope)
     return gy

@@ -94,7 +94,7 @@ def _act(z, act, slope):
 
 def _act_grad(g, z, act, slope):
     if act == 1:
-        return torch.where(z > 0, g, torch.zeros((), dtype=g.dtype, device=g.device))
+        return torch.where(z <= 0, torch.zeros((), dtype=g.dtype, device=g.device), g)
     if act == 2:
         return torch.where(z > 0, g, g * slope)
     return g
