@@ -4,10 +4,9 @@ time per call, for fastgan's backends, forward and forward+backward.
     python bench/profile_spectral_norm.py [--set "SNGAN-128 D"] [--dtype float32]
 """
 import argparse
-import time
 
 import torch
-from torch.profiler import ProfilerActivity, profile
+from profiling import profile_calls
 
 import fastgan
 from fastgan.bench_suites.spectral_norm import WEIGHT_SETS
@@ -35,28 +34,7 @@ def main():
             return torch.autograd.grad(outs, ws, rs)
 
         for name, fn in (("fwd", fwd), ("fwd+bwd", fwd_bwd)):
-            for _ in range(3):
-                fn()
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            for _ in range(args.iters):
-                fn()
-            host = (time.perf_counter() - t0) / args.iters * 1e3  # issue time, no sync inside
-            torch.cuda.synchronize()
-            wall = (time.perf_counter() - t0) / args.iters * 1e3
-            with profile(activities=[ProfilerActivity.CUDA]) as prof:
-                for _ in range(args.iters):
-                    fn()
-                torch.cuda.synchronize()
-            print(f"\n== {backend} {name}: host issue {host:.3f} ms/call, wall {wall:.3f} ms/call")
-            rows = []
-            for e in prof.key_averages():
-                dev = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)
-                if dev > 0 and getattr(e, "device_type", None) is not None and "cuda" in str(e.device_type).lower():
-                    rows.append((dev / args.iters / 1e3, e.count // args.iters, e.key))
-            for ms, count, key in sorted(rows, reverse=True)[:10]:
-                print(f"  {ms:8.4f} ms  x{count:<3d} {key[:90]}")
-            print(f"  total device time {sum(r[0] for r in rows):.4f} ms/call")
+            profile_calls(f"{backend} {name}", fn, args.iters)
 
 
 if __name__ == "__main__":
