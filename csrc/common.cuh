@@ -76,6 +76,24 @@ __device__ __forceinline__ float block_sum(float v, float* smem) {
   return total;
 }
 
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+  return v;
+}
+
+// Maximum over the block; `smem` holds 32 floats; every thread gets the result.
+__device__ __forceinline__ float block_max(float v, float* smem) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = (blockDim.x + 31) >> 5;
+  v = warp_max(v);
+  __syncthreads();
+  if (lane == 0) smem[warp] = v;
+  __syncthreads();
+  float m = 0.f;
+  for (int w = 0; w < nwarps; ++w) m = fmaxf(m, smem[w]);
+  return m;
+}
+
 template <typename F>
 void dispatch_dtype(int dtype, F&& f) {
   switch (dtype) {

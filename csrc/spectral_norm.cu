@@ -3,7 +3,8 @@
 //
 // One power iteration over every weight of a group is three launches:
 //   rows pass      y = W v          one block per band of rows, one warp per row, all columns;
-//   column pass    z = W^T y        one block per COLS_TILE columns x one block of rows, a partial z per block;
+//   column pass    z = W^T y        one block per COLS_TILE columns x one block of rows, a partial z per block
+//                                   (of y scaled by the block's largest |y|, the scale stored after the partials);
 //   finalize       u, v, sigma      one block per weight, partial z summed in a fixed order (deterministic).
 // The normalisation W/sigma and its backward are grouped elementwise kernels over ELEM_TILE-element tiles.
 #include "common.cuh"
@@ -99,14 +100,27 @@ template <typename T, bool HAS_OUTER, bool UNIT_SC>
 __global__ void __launch_bounds__(COLS_TX* COLS_TY)
     cols_kernel(const int64_t* __restrict__ meta, const int64_t* __restrict__ tiles, float* __restrict__ scratch) {
   __shared__ float red[COLS_TY][COLS_TILE];
+  __shared__ float smax[COLS_TY];
   const int64_t* m = meta + tiles[3 * blockIdx.x] * NF;
   const int64_t c0 = tiles[3 * blockIdx.x + 1], rb = tiles[3 * blockIdx.x + 2];
   const T* w = as_ptr<T>(m[W_PTR]);
   const int64_t rows = m[R], cols = m[C], sr = m[SR], sc = m[SC], q = m[Q], so = m[SO], rpc = m[ROWS_PER_CTILE];
   const float* y = scratch + m[Y_OFF];
   float* zp = scratch + m[ZP_OFF] + rb * cols;
+  float* zs = scratch + m[ZP_OFF] + m[N_RB] * cols + rb;  // this row block's scale of y
   const int64_t r_start = rb * rpc, r_end = min(r_start + rpc, rows);
   const int tx = threadIdx.x, ty = threadIdx.y;
+  // y / max|y| of this row block (y is small and in L2): the partial z cannot overflow where W^T u does not
+  float ymax = 0.f;
+  for (int64_t r = r_start + ty * COLS_TX + tx; r < r_end; r += COLS_TX * COLS_TY) ymax = fmaxf(ymax, fabsf(y[r]));
+  ymax = warp_max(ymax);  // one warp per threadIdx.y (blockDim.x is 32)
+  if (tx == 0) smax[ty] = ymax;
+  __syncthreads();
+  float scale = 0.f;
+#pragma unroll
+  for (int k = 0; k < COLS_TY; ++k) scale = fmaxf(scale, smax[k]);
+  const float inv = scale > 0.f ? 1.f / scale : 0.f;
+  if (c0 == 0 && tx == 0 && ty == 0) *zs = scale;
   const int64_t cbase = c0 + tx * COLS_PER_THREAD;  // this thread's COLS_PER_THREAD consecutive columns
   int64_t coff[COLS_PER_THREAD];
 #pragma unroll
@@ -114,7 +128,7 @@ __global__ void __launch_bounds__(COLS_TX* COLS_TY)
   float acc[COLS_PER_THREAD] = {};
   const bool full = cbase + COLS_PER_THREAD <= cols;
   for (int64_t r = r_start + ty; r < r_end; r += COLS_TY) {
-    const float yr = y[r];
+    const float yr = y[r] * inv;
     const T* row = w + r * sr;
     if (UNIT_SC && !HAS_OUTER && full && sizeof(T) * COLS_PER_THREAD >= 8 &&
         (reinterpret_cast<uintptr_t>(row + cbase) & (sizeof(T) * COLS_PER_THREAD - 1)) == 0) {
@@ -144,6 +158,14 @@ __global__ void __launch_bounds__(COLS_TX* COLS_TY)
   }
 }
 
+// The 2-norm of a vector of `length` values from its largest |value| and the sum of its squares scaled by it, as
+// torch's float32 norm gives it: no underflow on the way, and inf where the plain sum of squares overflows float32,
+// as it does for torch (except for one value, whose norm torch takes as its absolute value).
+__device__ __forceinline__ float torch_norm(float scaled_sum, float vmax, int64_t length) {
+  const float n = vmax * sqrtf(scaled_sum);
+  return n > 1.8446742974197924e19f && length > 1 ? INFINITY : n;
+}
+
 template <bool EVAL>
 __global__ void __launch_bounds__(FIN_THREADS)
     finalize_kernel(const int64_t* __restrict__ meta, float* __restrict__ scratch, float* __restrict__ state,
@@ -168,29 +190,48 @@ __global__ void __launch_bounds__(FIN_THREADS)
     const float sigma = block_sum(acc, smem);
     if (threadIdx.x == 0) state[g] = sigma;
   } else {
-    for (int64_t r = threadIdx.x; r < rows; r += FIN_THREADS) acc += y[r] * y[r];
-    const float s_y = fmaxf(sqrtf(block_sum(acc, smem)), eps);
+    // |.| as torch's float32 norm (torch_norm): u = y / max(|y|, eps); z' = z / max(|y|, eps) = W^T u (0 where |y|
+    // overflows, as W^T u is there); v = z' / max(|z'|, eps); sigma = |z'| (|z'| / max(|z'|, eps)) = u . W v.
+    for (int64_t r = threadIdx.x; r < rows; r += FIN_THREADS) acc = fmaxf(acc, fabsf(y[r]));
+    const float y_max = block_max(acc, smem);
+    const float y_inv = y_max > 0.f ? 1.f / y_max : 0.f;
+    acc = 0.f;
+    for (int64_t r = threadIdx.x; r < rows; r += FIN_THREADS) {
+      const float t = y[r] * y_inv;
+      acc += t * t;
+    }
+    const float s_y = fmaxf(torch_norm(block_sum(acc, smem), y_max, rows), eps);
     for (int64_t r = threadIdx.x; r < rows; r += FIN_THREADS) {
       const float ur = y[r] / s_y;
       u[r] = ur;
       su[r] = ur;
     }
-    float zacc = 0.f;
+    // z' = sum over row blocks of partial_b * (scale_b / s_y); 0 where |y| overflows
+    const float* zs = zp + n_rb * cols;
+    const bool y_finite = s_y < INFINITY;
+    float zmax = 0.f;
     for (int64_t c = threadIdx.x; c < cols; c += FIN_THREADS) {
       float z = 0.f;
-      for (int64_t b = 0; b < n_rb; ++b) z += zp[b * cols + c];
-      z /= s_y;
+      for (int64_t b = 0; b < n_rb; ++b) z += zp[b * cols + c] * (zs[b] / s_y);
+      z = y_finite ? z : 0.f;
       zp[c] = z;  // the first partial row now holds z' (same thread reads it back below)
-      zacc += z * z;
+      zmax = fmaxf(zmax, fabsf(z));
     }
-    const float nz2 = block_sum(zacc, smem);
-    const float s_z = fmaxf(sqrtf(nz2), eps);
+    const float z_max = block_max(zmax, smem);
+    const float z_inv = z_max > 0.f ? 1.f / z_max : 0.f;
+    float zacc = 0.f;
+    for (int64_t c = threadIdx.x; c < cols; c += FIN_THREADS) {
+      const float t = zp[c] * z_inv;
+      zacc += t * t;
+    }
+    const float n_z = torch_norm(block_sum(zacc, smem), z_max, cols);
+    const float s_z = fmaxf(n_z, eps);
     for (int64_t c = threadIdx.x; c < cols; c += FIN_THREADS) {
       const float vc = zp[c] / s_z;
       v[c] = vc;
       sv[c] = vc;
     }
-    if (threadIdx.x == 0) state[g] = nz2 / s_z;
+    if (threadIdx.x == 0) state[g] = n_z < INFINITY ? n_z * (n_z / s_z) : 0.f;
   }
 }
 
@@ -292,11 +333,15 @@ void sn_power_iteration(uintptr_t meta, uintptr_t rows_tiles, int64_t n_rows_til
     using T = decltype(zero);
     auto launch = [&](auto rows_k, auto cols_k) {
       for (int64_t it = 0; it < (n_iter > 0 ? n_iter : 1); ++it) {
-        rows_k<<<n_rows_tiles, ROWS_THREADS, 0, s>>>(mt, rt, scr);
-        check_launch("spectral norm rows pass");
+        if (n_rows_tiles > 0) {  // none when every weight has no rows (empty weights)
+          rows_k<<<n_rows_tiles, ROWS_THREADS, 0, s>>>(mt, rt, scr);
+          check_launch("spectral norm rows pass");
+        }
         if (n_iter > 0) {
-          cols_k<<<n_cols_tiles, dim3(COLS_TX, COLS_TY), 0, s>>>(mt, ct, scr);
-          check_launch("spectral norm column pass");
+          if (n_cols_tiles > 0) {
+            cols_k<<<n_cols_tiles, dim3(COLS_TX, COLS_TY), 0, s>>>(mt, ct, scr);
+            check_launch("spectral norm column pass");
+          }
           finalize_kernel<false><<<groups, FIN_THREADS, 0, s>>>(mt, scr, st, static_cast<float>(eps));
         } else {
           finalize_kernel<true><<<groups, FIN_THREADS, 0, s>>>(mt, scr, st, static_cast<float>(eps));
@@ -318,6 +363,7 @@ void sn_normalize(uintptr_t emeta, uintptr_t tiles, int64_t n_tiles, uintptr_t s
   using namespace sn;
   set_device(device);
   auto s = reinterpret_cast<cudaStream_t>(stream);
+  if (n_tiles == 0) return;  // every weight is empty
   dispatch_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
     scale_kernel<T><<<n_tiles, ELEM_THREADS, 0, s>>>(reinterpret_cast<const int64_t*>(emeta),
@@ -335,6 +381,7 @@ void sn_normalize_backward(uintptr_t emeta, uintptr_t tiles, int64_t n_tiles, ui
   auto* em = reinterpret_cast<const int64_t*>(emeta);
   auto* tl = reinterpret_cast<const int64_t*>(tiles);
   auto* part = reinterpret_cast<float*>(partials);
+  if (n_tiles == 0) return;
   dispatch_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
     dot_kernel<T><<<n_tiles, ELEM_THREADS, 0, s>>>(em, tl, reinterpret_cast<const T*>(grad), part);

@@ -292,6 +292,105 @@ def test_kernel_backends_refuse_float64_u_v(interpreter):
                                    backend="triton")
 
 
+def _kernel_backends():
+    from conftest import INTERPRETING
+
+    return ["torch"] + (["triton"] if INTERPRETING else [])
+
+
+@pytest.mark.parametrize("backend", _kernel_backends())
+def test_mixed_u_v_dtypes_run_on_torch_or_are_refused(backend):
+    """One float64 pair in a group of float32 ones: auto computes it on torch, an explicit kernel backend refuses."""
+    ws, us, vs, dims = _random_group(ODD_SHAPES[:2])
+    us[1], vs[1] = us[1].double(), vs[1].double()
+    ref_us, ref_vs = [u.double() for u in us], [v.double() for v in vs]
+    _, ref_sigma = fastgan.spectral_normalize([w.double() for w in ws], ref_us, ref_vs, dims=dims, backend="torch")
+    if backend != "torch":
+        before = [t.clone() for t in us + vs]
+        with pytest.raises(_backend.BackendUnavailable, match="float64"):
+            fastgan.spectral_normalize(ws, us, vs, dims=dims, backend=backend)
+        for a, b in zip(us + vs, before):
+            assert torch.equal(a, b)
+    with fastgan.use_backend(backend if backend == "torch" else "auto"):
+        _, sigma = fastgan.spectral_normalize(ws, us, vs, dims=dims)
+    torch.testing.assert_close(sigma.double(), ref_sigma, rtol=1e-5, atol=0)
+    for a, b in zip(us + vs, ref_us + ref_vs):
+        torch.testing.assert_close(a.double(), b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", _kernel_backends())
+def test_in_place_changes_of_strides_or_storage_are_seen(backend):
+    """The validation and layout caches cover strides and storage: ``t_()`` or ``.data =`` after a call."""
+    gen = torch.Generator().manual_seed(3)
+    w = torch.randn(40, generator=gen)[:25].view(5, 5)
+    u, v = F.normalize(torch.randn(5, generator=gen), dim=0), F.normalize(torch.randn(5, generator=gen), dim=0)
+    fastgan.spectral_normalize(w, u, v, n_power_iterations=0, backend=backend)
+    changes = [lambda t: t.as_strided_((5, 5), (5, 1), 7), lambda t: t.as_strided_((5, 5), (1, 6), 0),
+               lambda t: t.t_(), lambda t: setattr(t, "data", torch.randn(5, 5, generator=gen))]
+    for change in changes:
+        change(w)
+        _, sigma = fastgan.spectral_normalize(w, u, v, n_power_iterations=0, backend=backend)
+        expected = torch.dot(u.double(), w.double() @ v.double())
+        torch.testing.assert_close(sigma.double()[0], expected, rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("backend", _kernel_backends())
+@pytest.mark.parametrize("n_iter", [0, 1, 2])
+def test_a_failed_check_writes_nothing(backend, n_iter):
+    """check_finite raises before u and v are touched (NaN weight) or restores them (zero sigma)."""
+    ws, us, vs, dims = _random_group(ODD_SHAPES[:3])
+    ws[1] = torch.zeros_like(ws[1])
+    before = [t.clone() for t in us + vs]
+    with pytest.raises(ValueError, match=r"sigma is zero or not finite for weights\[1\]"):
+        fastgan.spectral_normalize(ws, us, vs, dims=dims, n_power_iterations=n_iter, check_finite=True,
+                                   backend=backend)
+    ws[1] = torch.full_like(ws[1], float("nan"))
+    with pytest.raises(ValueError, match=r"NaN or Inf"):
+        fastgan.spectral_norm_power_iteration_(ws, us, vs, dims=dims, n_power_iterations=n_iter, check_finite=True,
+                                               backend=backend)
+    for a, b in zip(us + vs, before):
+        assert torch.equal(a, b)
+    # without the check, PyTorch's semantics: a zero weight zeroes its u and v
+    ws[1] = torch.zeros_like(ws[1])
+    fastgan.spectral_normalize(ws, us, vs, dims=dims, n_power_iterations=max(n_iter, 1), backend=backend)
+    assert not us[1].any() and not vs[1].any() and us[0].any()
+
+
+@pytest.mark.parametrize("backend", _kernel_backends())
+@pytest.mark.parametrize("scale", [1e-20, 1e-17, 1e-15, 1e15, 1e18, 1e20])
+def test_tiny_and_huge_weights_give_the_torch_reference(backend, scale, small_tiles):
+    """Norms without premature underflow, and overflow exactly where torch's float32 norm overflows."""
+    ws, us, vs, dims = _random_group(ODD_SHAPES[:4], seed=5)
+    ws = [w * scale for w in ws]
+    ref_us, ref_vs = [u.clone() for u in us], [v.clone() for v in vs]
+    ref, ref_sigma = fastgan.spectral_normalize(ws, ref_us, ref_vs, dims=dims, backend="torch")
+    out, sigma = fastgan.spectral_normalize(ws, us, vs, dims=dims, backend=backend)
+    # sigma below float32's normal range (1e-20: about 1e-43) is known to a few bits only
+    rtol = max(1e-5, float(torch.finfo(torch.float32).smallest_normal) * 2**-23 / max(ref_sigma.abs().min(), 1e-45)
+               * 64)
+    torch.testing.assert_close(sigma, ref_sigma, rtol=rtol, atol=0)
+    for a, b in zip(out, ref):
+        torch.testing.assert_close(a, b, rtol=rtol, atol=0, equal_nan=True)
+    for a, b in zip(us + vs, ref_us + ref_vs):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6 * float(b.abs().max()))
+
+
+@pytest.mark.parametrize("backend", _kernel_backends())
+@pytest.mark.parametrize("shape", [(0, 5), (4, 0), (0, 3, 2), (3, 0, 2)])
+def test_empty_weights_give_the_torch_reference(backend, shape):
+    h, wc = shape[0], int(torch.tensor(shape[1:]).prod())
+    group = [torch.randn(shape), torch.randn(3, 3)]
+    us = [F.normalize(torch.ones(h), dim=0), F.normalize(torch.ones(3), dim=0)]
+    vs = [F.normalize(torch.ones(wc), dim=0), F.normalize(torch.ones(3), dim=0)]
+    ref_us, ref_vs = [u.clone() for u in us], [v.clone() for v in vs]
+    ref, ref_sigma = fastgan.spectral_normalize(group, ref_us, ref_vs, backend="torch")
+    out, sigma = fastgan.spectral_normalize(group, us, vs, backend=backend)
+    torch.testing.assert_close(sigma, ref_sigma)
+    assert out[0].shape == shape and ref_sigma[0] == 0
+    for a, b in zip(out + us + vs, ref + ref_us + ref_vs):
+        torch.testing.assert_close(a, b)
+
+
 # ---------------------------------------------------------------- the CUDA extension agrees with the plan
 
 

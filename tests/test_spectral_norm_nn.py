@@ -159,13 +159,13 @@ def test_group_matches_per_layer_training(backend):
 
 
 def _count_calls(monkeypatch):
-    """Record the group size of every power-iteration launch sequence."""
+    """Record (group size, iterations) of every power-iteration launch sequence (0 iterations: sigma only)."""
     calls = []
     real = sn_op.Group.power_iteration
 
-    def counting(self, *args, **kwargs):
-        calls.append(len(self.weights))
-        return real(self, *args, **kwargs)
+    def counting(self, n_iter, *args, **kwargs):
+        calls.append((len(self.weights), n_iter))
+        return real(self, n_iter, *args, **kwargs)
 
     monkeypatch.setattr(sn_op.Group, "power_iteration", counting)
     return calls
@@ -175,35 +175,35 @@ def test_group_makes_one_batched_call_per_forward(monkeypatch):
     model = _disc(fastgan.nn.spectral_norm)
     calls = _count_calls(monkeypatch)
     model(torch.randn(2, 3, 8, 8))
-    assert calls == [1, 1, 1, 1]
+    assert calls == [(1, 1)] * 4
     calls.clear()
     group = SpectralNormGroup(model)
     model(torch.randn(2, 3, 8, 8))
     model(torch.randn(2, 3, 8, 8))
-    assert calls == [4, 4]
+    assert calls == [(4, 1), (4, 1)]
     calls.clear()
     model.eval()
     model(torch.randn(2, 3, 8, 8))
-    model(torch.randn(2, 3, 8, 8))  # eval, nothing changed: sigma is reused
-    assert calls == [4]
+    model(torch.randn(2, 3, 8, 8))  # eval: sigma from the current weights at every forward, as PyTorch
+    assert calls == [(4, 0), (4, 0)]
     group.remove()
     calls.clear()
     model(torch.randn(2, 3, 8, 8))
-    assert calls == [1, 1, 1, 1]
+    assert calls == [(1, 0)] * 4
 
 
 def test_group_step_mode_iterates_once_per_optimizer_step(monkeypatch):
     """D(real), D(fake) in one step share one power iteration; the reference runs the second forward in eval."""
     grouped, ref = _disc(fastgan.nn.spectral_norm), _disc(fastgan.nn.spectral_norm)
-    SpectralNormGroup(grouped, update="step")
-    calls = _count_calls(monkeypatch)
     opts = [torch.optim.SGD(m.parameters(), lr=0.05) for m in (grouped, ref)]
+    SpectralNormGroup(grouped, update="step", optimizer=opts[0])
+    calls = _count_calls(monkeypatch)
     gen = torch.Generator().manual_seed(0)
     for _ in range(3):
         real, fake = torch.randn(4, 3, 8, 8, generator=gen), torch.randn(4, 3, 8, 8, generator=gen)
         calls.clear()
         loss_g = grouped(real).mean() - grouped(fake).mean()
-        assert calls == [4], "one iteration for the two forwards of this step"
+        assert calls == [(4, 1), (4, 0)], "one iteration for the two forwards of this step"
         out_r = ref(real)
         ref.eval()
         out_f = ref(fake)
@@ -216,6 +216,70 @@ def test_group_step_mode_iterates_once_per_optimizer_step(monkeypatch):
             opt.step()
     for a, b in zip(list(grouped.parameters()) + _uvs(grouped), list(ref.parameters()) + _uvs(ref)):
         torch.testing.assert_close(a, b, rtol=2e-6, atol=1e-7)
+
+
+# Writes that do not bump autograd's version counters (an EMA copy written through .data, as BigGAN's and
+# StyleGAN's G_ema) and ones that do (load_state_dict, copy_ under no_grad).
+_WRITES = {
+    "data.mul_": lambda m, src: m[0].parametrizations.weight.original.data.mul_(3),
+    "data.copy_": lambda m, src: [p.data.copy_(q) for p, q in zip(m.parameters(), src.parameters())],
+    "data.lerp_": lambda m, src: [p.data.lerp_(q, 0.5) for p, q in zip(m.parameters(), src.parameters())],
+    "load_state_dict": lambda m, src: m.load_state_dict(src.state_dict()),
+    "no_grad copy_": lambda m, src: [p.copy_(q) for p, q in zip(m.parameters(), src.parameters())],
+}
+
+
+@pytest.mark.parametrize("write", list(_WRITES))
+@pytest.mark.parametrize("backend", _backends())
+def test_group_follows_weights_written_behind_autograds_back(backend, write):
+    """In eval, sigma comes from the current weights at every forward; with update='step', the forwards after the
+    step's first keep its u and v but still normalise the current weights."""
+    x = torch.randn(2, 3, 8, 8)
+    with fastgan.use_backend(backend), torch.no_grad():
+        source = _disc(fastgan.nn.spectral_norm, seed=7)
+        grouped, alone = _disc(fastgan.nn.spectral_norm), _disc(fastgan.nn.spectral_norm)
+        SpectralNormGroup(grouped)
+        grouped.eval(), alone.eval()
+        torch.testing.assert_close(grouped(x), alone(x))
+        for model in (grouped, alone):
+            _WRITES[write](model, source)
+        torch.testing.assert_close(grouped(x), alone(x), rtol=2e-6, atol=1e-6)
+
+        # training, update='step': the second forward of a step uses the first one's u and v, current weights
+        grouped, ref = _disc(fastgan.nn.spectral_norm), _disc(fastgan.nn.spectral_norm)
+        opt = torch.optim.SGD(grouped.parameters(), lr=0.1)
+        SpectralNormGroup(grouped, update="step", optimizer=opt)
+        torch.testing.assert_close(grouped(x), ref(x))  # both iterate once
+        for model in (grouped, ref):
+            _WRITES[write](model, source)
+        ref.eval()  # the same u, v, no iteration
+        torch.testing.assert_close(grouped(x), ref(x), rtol=2e-6, atol=1e-6)
+
+
+def test_step_mode_needs_the_optimizer_and_follows_its_steps():
+    model = _disc(fastgan.nn.spectral_norm)
+    with pytest.raises(ValueError, match="optimizer=opt_D"):
+        SpectralNormGroup(model, update="step")
+    with pytest.raises(TypeError, match="torch.optim.Optimizer"):
+        SpectralNormGroup(model, update="step", optimizer=object())
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # a step that changes nothing still starts an iteration
+    group = SpectralNormGroup(model, update="step", optimizer=[opt])
+    u = model[0].parametrizations.weight[0]._u
+    x = torch.randn(2, 3, 8, 8)
+    model(x)
+    first = u.clone()
+    model(x)
+    assert torch.equal(u, first), "no iteration between optimizer steps"
+    opt.step()
+    model(x)
+    assert not torch.equal(u, first), "the first forward after a step iterates"
+    after = u.clone()
+    group.step()  # where weights are updated without the optimizer
+    model(x)
+    assert not torch.equal(u, after)
+    group.remove()
+    opt.step()  # the hook is gone with the group
+    assert group._steps == 2
 
 
 def test_layers_called_outside_the_model_forward_compute_their_own_weight():

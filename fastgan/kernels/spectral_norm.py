@@ -5,7 +5,8 @@ iteration, u <- normalize(W v), v <- normalize(W^T u), is three launches:
 
 1. ``_sn_rows_kernel``: y = W v, each program a band of rows over all columns (no partial sums);
 2. ``_sn_cols_kernel``: z = W^T y, each program COLS_TILE columns over a block of rows, one partial z per block.
-   It uses the unnormalised y: normalisation is a scale, applied in step 3 (with F.normalize's eps rule);
+   It uses y scaled by the block's largest |y| (not yet normalised: the scale of u is applied in step 3, with
+   F.normalize's eps rule), so that no partial overflows where W^T u does not;
 3. ``_sn_finalize_kernel``: one program per weight sums the partial z in a fixed order (deterministic, no
    atomics), writes u = y/max(|y|, eps), v = z'/max(|z'|, eps) with z' = z/max(|y|, eps), in place and into the
    snapshot, and sigma = u.W v = |z'|^2/max(|z'|, eps), which needs no third read of W.
@@ -19,6 +20,7 @@ import triton
 import triton.language as tl
 
 from . import _interpreter_compat
+from . import spectral_norm_plan as _plan
 from .spectral_norm_plan import COLS_TILE, ELEM_TILE, FLAT_ALIGN, NE, NF
 
 _interpreter_compat.install()
@@ -36,6 +38,15 @@ PART_BLOCK = 256
 NUM_WARPS = 4
 _NF = tl.constexpr(NF)
 _NE = tl.constexpr(NE)
+# fields of the plan's tables (spectral_norm_plan), as compile-time constants the kernels can read
+(M_W_PTR, M_U_PTR, M_V_PTR, M_R, M_C, M_SR, M_SC, M_Q, M_SO, M_Y_OFF, M_ZP_OFF, M_N_RB, M_ROWS_PER_TILE,
+ M_ROWS_PER_CTILE, M_SU_OFF, M_SV_OFF) = (tl.constexpr(getattr(_plan, f)) for f in (
+    "W_PTR", "U_PTR", "V_PTR", "R", "C", "SR", "SC", "Q", "SO", "Y_OFF", "ZP_OFF", "N_RB", "ROWS_PER_TILE",
+    "ROWS_PER_CTILE", "SU_OFF", "SV_OFF"))
+(E_W_PTR, E_NUMEL, E_FLAT_OFF, E_H, E_Q, E_SU_OFF, E_SV_OFF, E_TILE0, E_NTILES, E_ALIGNED) = (
+    tl.constexpr(getattr(_plan, f)) for f in ("E_W_PTR", "E_NUMEL", "E_FLAT_OFF", "E_H", "E_Q", "E_SU_OFF",
+                                              "E_SV_OFF", "E_TILE0", "E_NTILES", "E_ALIGNED"))
+_SQRT_FLT_MAX = tl.constexpr(1.8446742974197924e19)  # sqrt of float32's largest value
 _FLAT_ALIGN = tl.constexpr(FLAT_ALIGN)
 _VEC = {torch.float32: 4, torch.float16: 8, torch.bfloat16: 8}  # elements in 16 bytes
 
@@ -73,16 +84,16 @@ def _sn_rows_kernel(meta, tiles, scratch, W_DTYPE: tl.constexpr, HAS_OUTER: tl.c
     g = tl.load(tiles + 2 * t)
     r0 = tl.load(tiles + 2 * t + 1)
     m = meta + g * _NF
-    wp = tl.load(m + 0)
-    x_ptr = tl.load(m + 2).to(tl.pointer_type(tl.float32))
-    R = tl.load(m + 3)
-    C = tl.load(m + 4)
-    SR = tl.load(m + 5)
-    SC = tl.load(m + 6)
-    Q = tl.load(m + 7)
-    SO = tl.load(m + 8)
-    y_ptr = scratch + tl.load(m + 9)
-    r_end = tl.minimum(r0 + tl.load(m + 12), R)
+    wp = tl.load(m + M_W_PTR)
+    x_ptr = tl.load(m + M_V_PTR).to(tl.pointer_type(tl.float32))
+    R = tl.load(m + M_R)
+    C = tl.load(m + M_C)
+    SR = tl.load(m + M_SR)
+    SC = tl.load(m + M_SC)
+    Q = tl.load(m + M_Q)
+    SO = tl.load(m + M_SO)
+    y_ptr = scratch + tl.load(m + M_Y_OFF)
+    r_end = tl.minimum(r0 + tl.load(m + M_ROWS_PER_TILE), R)
     # Weights whose rows start 16-byte aligned and whose row length is a multiple of 16 bytes get 16-byte loads
     # (Triton vectorises a masked load only when it can prove the bound is a multiple of the vector width).
     # There (x // VEC) * VEC equals x and shows the compiler it is a multiple of VEC. Not tl.multiple_of(C):
@@ -100,7 +111,7 @@ def _sn_rows_kernel(meta, tiles, scratch, W_DTYPE: tl.constexpr, HAS_OUTER: tl.c
 
 
 @triton.jit
-def _cols_block(w_ptr, y_ptr, zp_ptr, c0, r_start, r_end, C, SR, SC, Q, SO,
+def _cols_block(w_ptr, y_ptr, zp_ptr, zs_ptr, c0, r_start, r_end, C, SR, SC, Q, SO,
                 HAS_OUTER: tl.constexpr, UNIT_SC: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
     cols = c0 + tl.arange(0, BLOCK_C)
     cmask = cols < C
@@ -113,14 +124,23 @@ def _cols_block(w_ptr, y_ptr, zp_ptr, c0, r_start, r_end, C, SR, SC, Q, SO,
         coff = cols
     else:
         coff = cols.to(tl.int64) * SC
+    # y / max|y| of this row block (y is small and in L2): the partial z cannot overflow where W^T u does not
+    ymax = tl.zeros([BLOCK_R], dtype=tl.float32)
+    for r in range(r_start, r_end, BLOCK_R):
+        rows = r + tl.arange(0, BLOCK_R)
+        ymax = tl.maximum(ymax, tl.abs(tl.load(y_ptr + rows, mask=rows < r_end, other=0.0)))
+    scale = tl.max(ymax, axis=0)
+    inv = tl.where(scale > 0, 1.0 / scale, 0.0)
     acc = tl.zeros([BLOCK_R, BLOCK_C], dtype=tl.float32)
     for r in range(r_start, r_end, BLOCK_R):
         rows = r + tl.arange(0, BLOCK_R)
         rmask = rows < r_end
-        y = tl.load(y_ptr + rows, mask=rmask, other=0.0)
+        y = tl.load(y_ptr + rows, mask=rmask, other=0.0) * inv
         w = tl.load(w_ptr + rows[:, None] * SR + coff[None, :], mask=rmask[:, None] & cmask[None, :], other=0.0)
         acc += w.to(tl.float32) * y[:, None]
     tl.store(zp_ptr + cols, tl.sum(acc, axis=0), mask=cmask)
+    if c0 == 0:
+        tl.store(zs_ptr, scale)
 
 
 @triton.jit
@@ -132,28 +152,39 @@ def _sn_cols_kernel(meta, tiles, scratch, W_DTYPE: tl.constexpr, HAS_OUTER: tl.c
     c0 = tl.multiple_of(tl.load(tiles + 3 * t + 1), BLOCK_C)  # tiles start at multiples of BLOCK_C
     rb = tl.load(tiles + 3 * t + 2)
     m = meta + g * _NF
-    wp = tl.load(m + 0)
-    R = tl.load(m + 3)
-    C = tl.load(m + 4)
-    SR = tl.load(m + 5)
-    SC = tl.load(m + 6)
-    Q = tl.load(m + 7)
-    SO = tl.load(m + 8)
-    y_ptr = scratch + tl.load(m + 9)
-    rpc = tl.load(m + 13)
-    zp_ptr = scratch + tl.load(m + 10) + rb * C
+    wp = tl.load(m + M_W_PTR)
+    R = tl.load(m + M_R)
+    C = tl.load(m + M_C)
+    SR = tl.load(m + M_SR)
+    SC = tl.load(m + M_SC)
+    Q = tl.load(m + M_Q)
+    SO = tl.load(m + M_SO)
+    y_ptr = scratch + tl.load(m + M_Y_OFF)
+    rpc = tl.load(m + M_ROWS_PER_CTILE)
+    zp_ptr = scratch + tl.load(m + M_ZP_OFF) + rb * C
+    zs_ptr = scratch + tl.load(m + M_ZP_OFF) + tl.load(m + M_N_RB) * C + rb  # this row block's scale of y
     r_start = rb * rpc
     r_end = tl.minimum(r_start + rpc, R)
     if UNIT_SC and not HAS_OUTER:  # as in the rows kernel
         if (wp % 16 == 0) & (SR % VEC == 0) & (C % VEC == 0):
-            _cols_block(tl.multiple_of(wp.to(tl.pointer_type(W_DTYPE)), 16), y_ptr, zp_ptr, c0, r_start, r_end,
-                        (C // VEC) * VEC, (SR // VEC) * VEC, SC, Q, SO, HAS_OUTER, UNIT_SC, BLOCK_R, BLOCK_C)
+            _cols_block(tl.multiple_of(wp.to(tl.pointer_type(W_DTYPE)), 16), y_ptr, zp_ptr, zs_ptr, c0, r_start,
+                        r_end, (C // VEC) * VEC, (SR // VEC) * VEC, SC, Q, SO, HAS_OUTER, UNIT_SC, BLOCK_R, BLOCK_C)
         else:
-            _cols_block(wp.to(tl.pointer_type(W_DTYPE)), y_ptr, zp_ptr, c0, r_start, r_end, C, SR, SC, Q, SO,
-                        HAS_OUTER, UNIT_SC, BLOCK_R, BLOCK_C)
+            _cols_block(wp.to(tl.pointer_type(W_DTYPE)), y_ptr, zp_ptr, zs_ptr, c0, r_start, r_end, C, SR, SC, Q,
+                        SO, HAS_OUTER, UNIT_SC, BLOCK_R, BLOCK_C)
     else:
-        _cols_block(wp.to(tl.pointer_type(W_DTYPE)), y_ptr, zp_ptr, c0, r_start, r_end, C, SR, SC, Q, SO,
+        _cols_block(wp.to(tl.pointer_type(W_DTYPE)), y_ptr, zp_ptr, zs_ptr, c0, r_start, r_end, C, SR, SC, Q, SO,
                     HAS_OUTER, UNIT_SC, BLOCK_R, BLOCK_C)
+
+
+@triton.jit
+def _torch_norm(scaled_sum, vmax, length):
+    """The 2-norm of a vector of ``length`` values from its largest |value| and the sum of its squares scaled by it,
+    as torch's float32 norm gives it: no underflow on the way (the sum is of values in [0, 1]), and inf where the
+    plain sum of squares overflows float32, as it does for torch (except for one value, whose norm torch takes as
+    its absolute value)."""
+    n = vmax * tl.sqrt(scaled_sum)
+    return tl.where((n > _SQRT_FLT_MAX) & (length > 1), float("inf"), n)
 
 
 @triton.jit
@@ -161,18 +192,21 @@ def _sn_finalize_kernel(meta, scratch, state, eps, EVAL: tl.constexpr, BLOCK: tl
     """One program per weight: normalise y and z into u and v (in place and snapshot), and sigma.
 
     EVAL (no iteration): sigma = u . (W v) with y = W v from the rows pass; u and v are only snapshotted.
+    Otherwise, with |.| as torch's float32 norm (``_torch_norm``): u = y / max(|y|, eps); z' = z / max(|y|, eps) is
+    W^T u (0 where |y| overflows, as W^T u is there); v = z' / max(|z'|, eps); sigma = u . W v = |z'|^2 / max(|z'|,
+    eps), evaluated as |z'| (|z'| / max(|z'|, eps)) so that it underflows only where sigma itself does.
     """
     g = tl.program_id(0)
     m = meta + g * _NF
-    u_ptr = tl.load(m + 1).to(tl.pointer_type(tl.float32))
-    v_ptr = tl.load(m + 2).to(tl.pointer_type(tl.float32))
-    R = tl.load(m + 3)
-    C = tl.load(m + 4)
-    y_ptr = scratch + tl.load(m + 9)
-    zp_ptr = scratch + tl.load(m + 10)
-    n_rb = tl.load(m + 11)
-    su_ptr = state + tl.load(m + 14)
-    sv_ptr = state + tl.load(m + 15)
+    u_ptr = tl.load(m + M_U_PTR).to(tl.pointer_type(tl.float32))
+    v_ptr = tl.load(m + M_V_PTR).to(tl.pointer_type(tl.float32))
+    R = tl.load(m + M_R)
+    C = tl.load(m + M_C)
+    y_ptr = scratch + tl.load(m + M_Y_OFF)
+    zp_ptr = scratch + tl.load(m + M_ZP_OFF)
+    n_rb = tl.load(m + M_N_RB)
+    su_ptr = state + tl.load(m + M_SU_OFF)
+    sv_ptr = state + tl.load(m + M_SV_OFF)
     offs = tl.arange(0, BLOCK)
     acc = tl.zeros([BLOCK], dtype=tl.float32)
     if EVAL:
@@ -190,35 +224,52 @@ def _sn_finalize_kernel(meta, scratch, state, eps, EVAL: tl.constexpr, BLOCK: tl
     else:
         for r0 in range(0, R, BLOCK):
             rows = r0 + offs
-            y = tl.load(y_ptr + rows, mask=rows < R, other=0.0)
+            acc = tl.maximum(acc, tl.abs(tl.load(y_ptr + rows, mask=rows < R, other=0.0)))
+        y_max = tl.max(acc, axis=0)
+        y_inv = tl.where(y_max > 0, 1.0 / y_max, 0.0)
+        acc = tl.zeros([BLOCK], dtype=tl.float32)
+        for r0 in range(0, R, BLOCK):
+            rows = r0 + offs
+            y = tl.load(y_ptr + rows, mask=rows < R, other=0.0) * y_inv
             acc += y * y
-        s_y = tl.maximum(tl.sqrt(tl.sum(acc, axis=0)), eps)
+        s_y = tl.maximum(_torch_norm(tl.sum(acc, axis=0), y_max, R), eps)
         for r0 in range(0, R, BLOCK):
             rows = r0 + offs
             mask = rows < R
             u = tl.load(y_ptr + rows, mask=mask, other=0.0) / s_y
             tl.store(u_ptr + rows, u, mask=mask)
             tl.store(su_ptr + rows, u, mask=mask)
-        zacc = tl.zeros([BLOCK], dtype=tl.float32)
+        # z' = sum over row blocks of partial_b * (scale_b / s_y); 0 where |y| overflows
+        zs_ptr = zp_ptr + n_rb * C
+        y_finite = s_y < float("inf")
+        zmax = tl.zeros([BLOCK], dtype=tl.float32)
         for c0 in range(0, C, BLOCK):
             cols = c0 + offs
             mask = cols < C
             z = tl.zeros([BLOCK], dtype=tl.float32)
             for rb in range(0, n_rb):
-                z += tl.load(zp_ptr + rb * C + cols, mask=mask, other=0.0)
-            z = z / s_y
+                z += tl.load(zp_ptr + rb * C + cols, mask=mask, other=0.0) * (tl.load(zs_ptr + rb) / s_y)
+            z = tl.where(y_finite, z, 0.0)
             tl.store(zp_ptr + cols, z, mask=mask)  # the first partial row now holds z'
-            zacc += z * z
+            zmax = tl.maximum(zmax, tl.abs(z))
         tl.debug_barrier()
-        nz2 = tl.sum(zacc, axis=0)
-        s_z = tl.maximum(tl.sqrt(nz2), eps)
+        z_max = tl.max(zmax, axis=0)
+        z_inv = tl.where(z_max > 0, 1.0 / z_max, 0.0)
+        zacc = tl.zeros([BLOCK], dtype=tl.float32)
+        for c0 in range(0, C, BLOCK):
+            cols = c0 + offs
+            z = tl.load(zp_ptr + cols, mask=cols < C, other=0.0) * z_inv
+            zacc += z * z
+        n_z = _torch_norm(tl.sum(zacc, axis=0), z_max, C)
+        s_z = tl.maximum(n_z, eps)
         for c0 in range(0, C, BLOCK):
             cols = c0 + offs
             mask = cols < C
             v = tl.load(zp_ptr + cols, mask=mask, other=0.0) / s_z
             tl.store(v_ptr + cols, v, mask=mask)
             tl.store(sv_ptr + cols, v, mask=mask)
-        tl.store(state + g, nz2 / s_z)
+        # where |z'| overflows, v is 0 (as torch's), and so is u . W v
+        tl.store(state + g, tl.where(n_z < float("inf"), n_z * (n_z / s_z), 0.0))
 
 
 @triton.jit
@@ -238,11 +289,11 @@ def _sn_scale_kernel(emeta, tiles, state, out, W_DTYPE: tl.constexpr, BLOCK: tl.
     g = tl.load(tiles + 2 * t)
     start = tl.multiple_of(tl.load(tiles + 2 * t + 1), BLOCK)  # tiles start at multiples of ELEM_TILE
     m = emeta + g * _NE
-    wp = tl.load(m + 0)
-    numel = tl.load(m + 1)
-    o_ptr = out + tl.multiple_of(tl.load(m + 2), _FLAT_ALIGN)
+    wp = tl.load(m + E_W_PTR)
+    numel = tl.load(m + E_NUMEL)
+    o_ptr = out + tl.multiple_of(tl.load(m + E_FLAT_OFF), _FLAT_ALIGN)
     sigma = tl.load(state + g)
-    if (tl.load(m + 9) != 0) & (numel % _FLAT_ALIGN == 0):  # 16-byte accesses (see the rows kernel)
+    if (tl.load(m + E_ALIGNED) != 0) & (numel % _FLAT_ALIGN == 0):  # 16-byte accesses (see the rows kernel)
         _scale_tile(tl.multiple_of(wp.to(tl.pointer_type(W_DTYPE)), 16), o_ptr, start,
                     (numel // _FLAT_ALIGN) * _FLAT_ALIGN, sigma, W_DTYPE, BLOCK, ITERS)
     else:
@@ -268,10 +319,10 @@ def _sn_dot_kernel(emeta, tiles, grad, partials, W_DTYPE: tl.constexpr, BLOCK: t
     g = tl.load(tiles + 2 * t)
     start = tl.multiple_of(tl.load(tiles + 2 * t + 1), BLOCK)
     m = emeta + g * _NE
-    wp = tl.load(m + 0)
-    numel = tl.load(m + 1)
-    g_ptr = grad + tl.multiple_of(tl.load(m + 2), _FLAT_ALIGN)
-    if (tl.load(m + 9) != 0) & (numel % _FLAT_ALIGN == 0):
+    wp = tl.load(m + E_W_PTR)
+    numel = tl.load(m + E_NUMEL)
+    g_ptr = grad + tl.multiple_of(tl.load(m + E_FLAT_OFF), _FLAT_ALIGN)
+    if (tl.load(m + E_ALIGNED) != 0) & (numel % _FLAT_ALIGN == 0):
         part = _dot_tile(tl.multiple_of(wp.to(tl.pointer_type(W_DTYPE)), 16), g_ptr, start,
                          (numel // _FLAT_ALIGN) * _FLAT_ALIGN, BLOCK, ITERS)
     else:
@@ -309,14 +360,14 @@ def _sn_grad_kernel(emeta, tiles, grad, partials, state, dw, W_DTYPE: tl.constex
     g = tl.load(tiles + 2 * t)
     start = tl.multiple_of(tl.load(tiles + 2 * t + 1), BLOCK)
     m = emeta + g * _NE
-    numel = tl.load(m + 1)
-    foff = tl.multiple_of(tl.load(m + 2), _FLAT_ALIGN)  # flat offsets are multiples of FLAT_ALIGN
-    H = tl.load(m + 3).to(tl.int32)
-    Q = tl.load(m + 4).to(tl.int32)
-    su_ptr = state + tl.load(m + 5)
-    sv_ptr = state + tl.load(m + 6)
-    tile0 = tl.load(m + 7)
-    n_tiles = tl.load(m + 8)
+    numel = tl.load(m + E_NUMEL)
+    foff = tl.multiple_of(tl.load(m + E_FLAT_OFF), _FLAT_ALIGN)  # flat offsets are multiples of FLAT_ALIGN
+    H = tl.load(m + E_H).to(tl.int32)
+    Q = tl.load(m + E_Q).to(tl.int32)
+    su_ptr = state + tl.load(m + E_SU_OFF)
+    sv_ptr = state + tl.load(m + E_SV_OFF)
+    tile0 = tl.load(m + E_TILE0)
+    n_tiles = tl.load(m + E_NTILES)
     # second stage of <G, W>: every program of this weight sums the same partials in the same order
     pacc = tl.zeros([PBLOCK], dtype=tl.float32)
     for p0 in range(0, n_tiles, PBLOCK):
@@ -340,10 +391,11 @@ def power_iteration(plan, n_iter: int, eps: float, state: torch.Tensor, dtype: t
     wdt = _TL_DTYPES[dtype]
     scratch = torch.empty(plan.scratch_size, dtype=torch.float32, device=state.device)
     for _ in range(max(n_iter, 1)):
-        _sn_rows_kernel[(plan.n_rows_tiles,)](
-            plan.meta, plan.rows_tiles, scratch, W_DTYPE=wdt, HAS_OUTER=plan.has_outer, UNIT_SC=plan.unit_sc,
-            BLOCK_M=ROWS_BLOCK_M, BLOCK_K=ROWS_BLOCK_K[dtype], VEC=_VEC[dtype], num_warps=NUM_WARPS)
-        if n_iter > 0:
+        if plan.n_rows_tiles:  # none when every weight has no rows (empty weights)
+            _sn_rows_kernel[(plan.n_rows_tiles,)](
+                plan.meta, plan.rows_tiles, scratch, W_DTYPE=wdt, HAS_OUTER=plan.has_outer, UNIT_SC=plan.unit_sc,
+                BLOCK_M=ROWS_BLOCK_M, BLOCK_K=ROWS_BLOCK_K[dtype], VEC=_VEC[dtype], num_warps=NUM_WARPS)
+        if n_iter > 0 and plan.n_cols_tiles:
             _sn_cols_kernel[(plan.n_cols_tiles,)](
                 plan.meta, plan.cols_tiles, scratch, W_DTYPE=wdt, HAS_OUTER=plan.has_outer, UNIT_SC=plan.unit_sc,
                 BLOCK_R=COLS_BLOCK_R[dtype], BLOCK_C=COLS_TILE, VEC=_VEC[dtype], num_warps=NUM_WARPS)
@@ -353,12 +405,16 @@ def power_iteration(plan, n_iter: int, eps: float, state: torch.Tensor, dtype: t
 
 def normalize(eplan, state: torch.Tensor, out: torch.Tensor) -> None:
     """out (flat) <- every W / sigma."""
+    if not eplan.n_tiles:
+        return
     _sn_scale_kernel[(eplan.n_tiles,)](eplan.emeta, eplan.elem_tiles, state, out, W_DTYPE=_TL_DTYPES[out.dtype],
                                        BLOCK=ELEM_BLOCK, ITERS=ELEM_ITERS, num_warps=NUM_WARPS)
 
 
 def normalize_backward(eplan, grad: torch.Tensor, state: torch.Tensor, dw: torch.Tensor) -> None:
     """dw (flat) <- (G - <G, W/sigma> u v^T) / sigma for every weight; grad is flat like the output."""
+    if not eplan.n_tiles:
+        return
     wdt = _TL_DTYPES[dw.dtype]
     partials = torch.empty(eplan.n_tiles, dtype=torch.float32, device=grad.device)
     _sn_dot_kernel[(eplan.n_tiles,)](eplan.emeta, eplan.elem_tiles, grad, partials, W_DTYPE=wdt,

@@ -9,7 +9,8 @@ covers every weight, whatever their number and sizes:
 * ``rows_tiles`` (T1 x 2: weight, first row): work items of the rows pass y = W v, each a band of rows times
   every column;
 * ``cols_tiles`` (T2 x 3: weight, first column, row block): work items of the column pass z = W^T y, each
-  COLS_TILE columns times a block of rows, writing one partial z per row block;
+  COLS_TILE columns times a block of rows, writing one partial z per row block, computed with the block's y
+  scaled by its largest |y| (written after the partials), so that W^T y cannot overflow where W^T u does not;
 * ``emeta`` (G x NE) and ``elem_tiles`` (T3 x 2): the same weights seen as flat tensors, for the normalisation
   W/sigma and its backward.
 
@@ -135,19 +136,19 @@ def iter_plan(weights, us, vs, geoms, u_first: bool) -> IterPlan:
             rows, cols, sr, sc, qq, so = wc, h, 1, wc, h, 0
             up, vp, s_u, s_v = v.data_ptr(), u.data_ptr(), sv[g], su[g]
         unit_sc &= sc == 1
-        rpt = min(max(ROW_GRAIN, _prev_pow2(tile_elems // cols) // ROW_GRAIN * ROW_GRAIN),
-                  -(-rows // ROW_GRAIN) * ROW_GRAIN)
-        n_rb = -(-rows // rows_ctile)
+        rpt = min(max(ROW_GRAIN, _prev_pow2(tile_elems // max(cols, 1)) // ROW_GRAIN * ROW_GRAIN),
+                  -(-max(rows, 1) // ROW_GRAIN) * ROW_GRAIN)
+        n_rb = max(-(-rows // rows_ctile), 1)  # a weight without rows still gets its (zero) partial z
         meta.append([w.data_ptr(), up, vp, rows, cols, sr, sc, qq, so, y_off, zp_off, n_rb, rpt, rows_ctile,
                      s_u, s_v])
         rows_tiles += [(g, r0) for r0 in range(0, rows, rpt)]
         cols_tiles += [(g, c0, rb) for rb in range(n_rb) for c0 in range(0, cols, COLS_TILE)]
         y_off += rows
-        zp_off += n_rb * cols
+        zp_off += n_rb * cols + n_rb  # the partial z of each row block, then each block's scale of y
     # The column pass runs backwards through the weights (and row blocks), so that it starts on what the rows
     # pass read last, which L2 may still hold; the normalisation then starts where the column pass ended.
     cols_tiles.reverse()
-    # scratch = [y of every weight | partial z of every weight], both float32
+    # scratch = [y of every weight | per weight: partial z of each row block, the row blocks' scales], float32
     for m in meta:
         m[ZP_OFF] += y_off
     return IterPlan(
@@ -163,7 +164,7 @@ def elem_plan(weights, geoms) -> ElemPlan:
     device = weights[0].device
     su, sv, _ = state_layout(geoms)
     numels = [w.numel() for w in weights]
-    if max(numels) >= 2**31:  # the backward kernels index within a weight in 32 bits
+    if max(numels, default=0) >= 2**31:  # the backward kernels index within a weight in 32 bits
         raise ValueError(f"spectral norm: a weight of {max(numels)} elements is beyond the kernels' 2^31 limit; "
                          "use backend='torch'")
     flat_offs, flat_size = flat_layout(numels)
@@ -182,7 +183,7 @@ class GroupLayout:
     """Everything derived from a group's shapes and addresses: geometry, snapshot and flat layouts, and the
     kernel tables (built on first use). Cached by :func:`group_layout`."""
 
-    def __init__(self, weights, us, vs, dims):
+    def __init__(self, weights, dims):
         self.dims = list(dims)
         self.shapes = [w.shape for w in weights]
         self._shape_tuples = [tuple(shape) for shape in self.shapes]
@@ -248,17 +249,20 @@ def _addresses(tensors):
 def group_layout(weights, us, vs, dims) -> GroupLayout:
     """The cached layout of a group (``us``/``vs`` may be None when only the normalisation is needed).
 
-    Keyed by the tensors' identities and checked against their current addresses and shapes, so a parameter
-    moved or re-assigned (``.data``, ``.to()``) gets a new layout. Holds no reference to the tensors.
+    Keyed by the tensors' identities, dtypes and device, and checked against their current addresses, shapes and
+    strides, so a parameter moved, re-assigned (``.data``, ``.to()``) or restrided in place (``t_()``) gets a new
+    layout. Holds no reference to the tensors.
     """
     us, vs = us or [], vs or []
-    key = (tuple(map(id, weights)), tuple(map(id, us)), tuple(map(id, vs)), tuple(dims), weights[0].dtype)
-    check = (_addresses(weights), [w.shape for w in weights], _addresses(us), _addresses(vs))
+    key = (tuple(map(id, weights)), tuple(map(id, us)), tuple(map(id, vs)), tuple(dims), weights[0].dtype,
+           weights[0].device, tuple(t.dtype for t in us + vs))
+    check = (_addresses(weights), [w.shape for w in weights], [w.stride() for w in weights], _addresses(us),
+             _addresses(vs))
     hit = _cache.get(key)
     if hit is not None and hit[0] == check:
         _cache.move_to_end(key)
         return hit[1]
-    layout = GroupLayout(weights, us, vs, dims)
+    layout = GroupLayout(weights, dims)
     _cache[key] = (check, layout)
     if len(_cache) > _CACHE_SIZE:
         _cache.popitem(last=False)

@@ -212,6 +212,13 @@ def spectral_norm_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module, str
                 yield path, mod, tname, plist[0]
 
 
+def _stepped(group_ref, optimizer, args, kwargs) -> None:
+    """Optimizer step post-hook of a SpectralNormGroup (held weakly: the optimizer does not keep it alive)."""
+    group = group_ref()
+    if group is not None:
+        group.step()
+
+
 class SpectralNormGroup:
     """All fastgan spectral-norm layers of ``model``, updated together.
 
@@ -222,17 +229,30 @@ class SpectralNormGroup:
     if this forward does not use it, and a member used twice in one forward iterates once.
 
     ``update="forward"`` (default): one power iteration per training forward, as PyTorch.
-    ``update="step"``: the iteration runs only when a weight (or u, v) changed since the last one, i.e. once per
-    optimizer step: the D(real), D(fake) and penalty forwards of one step share it. The normalisation still runs
-    at each forward, so each forward has its own autograd graph.
+    ``update="step"``: one power iteration per optimizer step: the first training forward after each
+    ``optimizer.step()`` (and the first forward of all) iterates; the other forwards of that step (D(real), D(fake),
+    the penalty) reuse its u and v. It needs ``optimizer=``, whose step hooks tell the group that a step happened
+    (call :meth:`step` yourself where weights are updated some other way). sigma = u.W v is still computed from
+    the current weights at every forward, so weights written without an optimizer step (an EMA copy written
+    through ``.data``, ``load_state_dict``) are normalised correctly.
+
+    In eval, sigma is computed from the current weights at every forward, as PyTorch does.
 
     ``check_finite=True`` raises, naming the layers, when a weight or sigma is not finite (one host sync per
-    forward). Call :meth:`remove` to detach the group.
+    forward); u and v are then left as they were. Call :meth:`remove` to detach the group.
     """
 
-    def __init__(self, model: nn.Module, update: str = "forward", check_finite: bool = False):
+    def __init__(self, model: nn.Module, update: str = "forward", check_finite: bool = False, optimizer=None):
         if update not in ("forward", "step"):
             raise ValueError(f"SpectralNormGroup: update must be 'forward' or 'step', got {update!r}")
+        optimizers = [] if optimizer is None else (
+            list(optimizer) if isinstance(optimizer, (list, tuple)) else [optimizer])
+        if any(not isinstance(o, torch.optim.Optimizer) for o in optimizers):
+            raise TypeError("SpectralNormGroup: optimizer must be a torch.optim.Optimizer or a list of them")
+        if update == "step" and not optimizers:
+            raise ValueError("SpectralNormGroup: update='step' runs the power iteration once per optimizer step and "
+                             "needs the optimizer whose step() starts the next one: "
+                             "SpectralNormGroup(D, update='step', optimizer=opt_D)")
         self.update = update
         self.check_finite = check_finite
         self.members = [(f"{path}.{tname}" if path else tname, mod, tname, sn)
@@ -245,9 +265,16 @@ class SpectralNormGroup:
             sn._group_ref = ref
         self._depth = 0
         self._cache: dict[int, torch.Tensor] | None = None
-        self._states: dict = {}
+        self._steps = 0  # optimizer steps seen
+        self._iterated: dict = {}  # partition -> self._steps at its last power iteration (update='step')
         self._handles = [model.register_forward_pre_hook(self._begin),
                          model.register_forward_hook(self._end, always_call=True)]
+        for opt in optimizers:
+            self._handles.append(opt.register_step_post_hook(functools.partial(_stepped, ref)))
+
+    def step(self) -> None:
+        """Record an optimizer step: with ``update='step'``, the next training forward runs the power iteration."""
+        self._steps += 1
 
     def __len__(self) -> int:
         return len(self.members)
@@ -280,31 +307,23 @@ class SpectralNormGroup:
             key = (weight.device, weight.dtype, n, sn.eps)
             parts.setdefault(key, []).append((name, weight, sn))
         out = {}
-        for (_, _, n, eps), items in parts.items():
+        for key, items in parts.items():
+            n, eps = key[2], key[3]
             names = [i[0] for i in items]
             sns = [i[2] for i in items]
             group = sn_op.prepare([i[1] for i in items], [s._u for s in sns], [s._v for s in sns],
                                   [s.dim for s in sns], n, eps, names)
             backend = sn_op.resolve_backend(group)
-            if self.check_finite:
-                sn_op._check_finite(group.weights, names, "the weight")
-            state = self._state(tuple(names), group, n, eps, backend)
-            if self.check_finite:
-                sn_op._check_sigma(state[:len(sns)], names)
+            if n and self.update == "step":
+                ids = (key, tuple(map(id, sns)))
+                if self._iterated.get(ids) == self._steps:
+                    n = 0  # this step already iterated: only sigma, from the current weights
+                else:
+                    self._iterated[ids] = self._steps
+            state = group.power_iteration(n, eps, True, backend, self.check_finite)
             for sn, w in zip(sns, group.normalize(state, backend)):
                 out[id(sn)] = w
         return out
-
-    def _state(self, key, group, n, eps, backend):
-        """The snapshot of this partition: a new power iteration, or the last one if nothing changed since."""
-        tensors = group.weights + group.us + group.vs
-        versions = tuple(t._version for t in tensors)
-        cached = self._states.get(key)
-        if cached is not None and cached[0] == versions and cached[1] == n and (n == 0 or self.update == "step"):
-            return cached[2]
-        state = group.power_iteration(n, eps, True, backend)
-        self._states[key] = (tuple(t._version for t in tensors), n, state)
-        return state
 
     def remove(self) -> None:
         """Detach the group: hooks removed, layers compute their own weights again."""
@@ -312,4 +331,4 @@ class SpectralNormGroup:
             h.remove()
         for *_, sn in self.members:
             sn._group_ref = None
-        self._handles, self._cache, self._states = [], None, {}
+        self._handles, self._cache, self._iterated = [], None, {}

@@ -14,6 +14,7 @@ Three custom ops, all taking the whole group:
 """
 from __future__ import annotations
 
+import math
 import operator
 from typing import Sequence
 
@@ -35,7 +36,7 @@ def _state_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def _matrix(w: torch.Tensor, dim: int, dtype: torch.dtype) -> torch.Tensor:
     m = w if dim == 0 else w.movedim(dim, 0)
-    return m.reshape(m.shape[0], -1).to(dtype)
+    return m.reshape(m.shape[0], m[0].numel() if m.shape[0] else math.prod(m.shape[1:])).to(dtype)
 
 
 def _outer_like(u: torch.Tensor, v: torch.Tensor, shape, dim: int) -> torch.Tensor:
@@ -51,7 +52,7 @@ def _traced(t: torch.Tensor) -> bool:
 
 def _layout(weights, dims, us=None, vs=None) -> plan_mod.GroupLayout:
     if _traced(weights[0]):  # fake or functional tensors have no address to key a cache on
-        return plan_mod.GroupLayout(weights, us, vs, dims)
+        return plan_mod.GroupLayout(weights, dims)
     return plan_mod.group_layout(weights, us, vs, dims)
 
 
@@ -278,14 +279,34 @@ class Group:
     def __init__(self, weights, us, vs, dims, layout, names=None):
         self.weights, self.us, self.vs, self.dims, self.layout, self.names = weights, us, vs, dims, layout, names
 
-    def power_iteration(self, n_iter: int, eps: float, u_first: bool, backend: str) -> torch.Tensor:
-        """Update u, v in place; return the snapshot [sigma | u_i, v_i] (no gradient)."""
+    def labels(self) -> list[str]:
+        return self.names or [f"weights[{i}]" for i in range(len(self.weights))]
+
+    def power_iteration(self, n_iter: int, eps: float, u_first: bool, backend: str,
+                        check_finite: bool = False) -> torch.Tensor:
+        """Update u, v in place; return the snapshot [sigma | u_i, v_i] (no gradient).
+
+        With ``check_finite``: raise if a weight is not finite (before anything is written) or a sigma is zero or
+        not finite (u and v are then restored: a failed check writes nothing).
+        """
         w, us, vs = self.weights, self.us, self.vs
+        saved = None
+        if check_finite:
+            _check_finite(w, self.labels(), "the weight")
+            if n_iter:
+                saved = torch._foreach_mul(us + vs, 1.0)  # copies, to restore if sigma turns out bad
         with torch.no_grad():
             if self.layout is None:
-                return torch.ops.fastgan.sn_power_iteration(w, us, vs, self.dims, n_iter, eps, u_first, backend)
-            state = _power_iteration_impl(w, us, vs, self.dims, n_iter, eps, u_first, backend, self.layout)
-        if n_iter and backend != "torch":
+                state = torch.ops.fastgan.sn_power_iteration(w, us, vs, self.dims, n_iter, eps, u_first, backend)
+            else:
+                state = _power_iteration_impl(w, us, vs, self.dims, n_iter, eps, u_first, backend, self.layout)
+            if check_finite:
+                bad = _bad_sigma(state[:len(w)], self.labels())
+                if bad:
+                    if saved is not None:
+                        torch._foreach_copy_(us + vs, saved)
+                    raise ValueError(bad)
+        if n_iter and backend != "torch" and self.layout is not None:
             torch.autograd.graph.increment_version(us + vs)  # written through raw pointers: tell autograd
         return state
 
@@ -366,11 +387,14 @@ _checked: dict = {}  # signature of a group already validated -> (its normalised
 
 
 _data_ptr = torch.Tensor.data_ptr
+_stride = torch.Tensor.stride
 _shape = operator.attrgetter("shape")
+_dtype = operator.attrgetter("dtype")
 
 
 def _signature(weights, us, vs, dims):
-    """Identities, addresses, shapes and dtypes: what validation depends on (None if it cannot be formed)."""
+    """Identities, addresses, shapes, strides, dtypes and the device: everything validation and the layout depend
+    on (None if it cannot be formed). An in-place change of any of them (``t_()``, ``.data = ...``) misses."""
     n = len(weights)
     if not n or len(us) != n or len(vs) != n or len(dims) != n:
         return None
@@ -381,7 +405,8 @@ def _signature(weights, us, vs, dims):
         ptrs = tuple(map(_data_ptr, tensors))
     except (TypeError, AttributeError):  # not tensors: check_group says what is wrong
         return None
-    return (tuple(map(id, tensors)), dims, ptrs, tuple(map(_shape, weights)), weights[0].dtype, us[0].dtype)
+    return (tuple(map(id, tensors)), dims, ptrs, tuple(map(_shape, weights)), tuple(map(_stride, weights)),
+            tuple(map(_dtype, tensors)), weights[0].device)
 
 
 def prepare(weights, us, vs, dims=0, n_power_iterations=1, eps=1e-12, names=None) -> Group:
@@ -409,21 +434,26 @@ def _check_finite(tensors, names, what):
         raise ValueError(f"spectral norm: non-finite values (NaN or Inf) in {what} of {', '.join(bad)}")
 
 
-def _check_sigma(sigma, labels):
+def _bad_sigma(sigma, labels) -> str | None:
+    """The error message if a sigma is zero or not finite, else None."""
     bad = [n for n, ok in zip(labels, ((sigma > 0) & torch.isfinite(sigma)).tolist()) if not ok]
     if bad:
-        raise ValueError(f"spectral norm: sigma is zero or not finite for {', '.join(bad)} (an all-zero or "
-                         "non-finite weight, or zero u/v vectors): W / sigma would not be finite")
+        return (f"spectral norm: sigma is zero or not finite for {', '.join(bad)} (an all-zero or non-finite "
+                "weight, or zero u/v vectors): W / sigma would not be finite; u and v are left as they were")
+    return None
 
 
 def resolve_backend(group: Group, backend: str | None = None) -> str:
-    """The backend for this group: as fastgan._backend.resolve, and float64 u, v only on the torch backend."""
+    """The backend for this group: as fastgan._backend.resolve, and u, v other than float32 (all of them, or some
+    of the group) only on the torch backend."""
     name = _backend.resolve(OP, group.weights[0].device, group.weights[0].dtype, backend)
-    if name != "torch" and group.us[0].dtype != torch.float32:
-        if _backend.requested(backend) != "auto":
-            raise _backend.BackendUnavailable(f"spectral norm: the {name} backend keeps u and v in float32; "
-                                              f"these are {group.us[0].dtype} (use backend='torch')")
-        return "torch"
+    if name != "torch":
+        other = [t.dtype for t in group.us + group.vs if t.dtype != torch.float32]
+        if other:
+            if _backend.requested(backend) != "auto":
+                raise _backend.BackendUnavailable(f"spectral norm: the {name} backend keeps u and v in float32; "
+                                                  f"this group has {other[0]} vectors (use backend='torch')")
+            return "torch"
     return name
 
 
@@ -448,15 +478,15 @@ def spectral_norm_power_iteration_(weights: Sequence[torch.Tensor] | torch.Tenso
         u_first: iteration order; True as ``parametrizations.spectral_norm``, False as the legacy
             ``torch.nn.utils.spectral_norm``.
         backend: 'torch', 'triton', 'cuda' or 'auto' (default: see ``fastgan.use_backend``).
-        check_finite: raise if any weight holds NaN or Inf (costs a pass and a host sync).
+        check_finite: raise ValueError if a weight holds NaN or Inf, or a sigma comes out zero or not finite
+            (costs a pass and a host sync); a failed check leaves u and v as they were.
 
     Returns:
         sigma, shape (G,), float32 (float64 for float64 weights): u_i . W_i v_i after the update. No gradient.
     """
     group = prepare(weights, us, vs, dims, n_power_iterations, eps)
-    if check_finite:
-        _check_finite(group.weights, [f"weights[{i}]" for i in range(len(group.weights))], "the weight")
-    state = group.power_iteration(n_power_iterations, float(eps), u_first, resolve_backend(group, backend))
+    state = group.power_iteration(n_power_iterations, float(eps), u_first, resolve_backend(group, backend),
+                                  check_finite)
     return state[:len(group.weights)]
 
 
@@ -476,12 +506,6 @@ def spectral_normalize(weights: Sequence[torch.Tensor] | torch.Tensor, us: Seque
         gradient. The normalised weights are views of one buffer: do not resize them in place.
     """
     group = prepare(weights, us, vs, dims, n_power_iterations, eps, list(names) if names else None)
-    labels = group.names or [f"weights[{i}]" for i in range(len(group.weights))]
-    if check_finite:
-        _check_finite(group.weights, labels, "the weight")
     name = resolve_backend(group, backend)
-    state = group.power_iteration(n_power_iterations, float(eps), u_first, name)
-    sigma = state[:len(group.weights)]
-    if check_finite:
-        _check_sigma(sigma, labels)
-    return group.normalize(state, name), sigma
+    state = group.power_iteration(n_power_iterations, float(eps), u_first, name, check_finite)
+    return group.normalize(state, name), state[:len(group.weights)]
