@@ -98,13 +98,14 @@ struct Moments {
   float n, mean, m2;  // count, mean, sum of squared deviations
 };
 
-// Chan et al.'s pairwise combination; an empty side leaves the other unchanged.
+// Chan et al.'s pairwise combination; an empty side leaves the other unchanged. d (d (n_a r)), not d d n_a r: where
+// d * d overflows (|x| ~ 1e30) and a side is empty, inf * 0 would be NaN.
 __device__ __forceinline__ void merge(Moments& a, const Moments& b) {
   const float n = a.n + b.n;
   const float r = n > 0.f ? b.n / n : 0.f;
   const float d = b.mean - a.mean;
   a.mean = fmaf(d, r, a.mean);
-  a.m2 += b.m2 + d * d * a.n * r;
+  a.m2 += b.m2 + d * (d * (a.n * r));
   a.n = n;
 }
 
@@ -359,7 +360,7 @@ __global__ void __launch_bounds__(THREADS, MIN_BLOCKS)
       }
       const float d = tm - mean[k];
       mean[k] = fmaf(d, ratio, mean[k]);
-      m2[k] += q + d * d * cnt * ratio;
+      m2[k] += q + d * (d * (cnt * ratio));  // as merge(): not inf * 0 at the first tile
     }
     cnt = total;
   }

@@ -349,9 +349,11 @@ def test_bad_labels_on_the_gpu_raise_and_leave_the_device_usable():
     assert torch.isfinite(m(x, torch.tensor([0, 1, 4, 2], device="cuda"))).all()
 
 
-def test_module_under_torch_compile_fullgraph_matches_eager():
+@pytest.mark.parametrize("affine", [True, False])  # False: StudioGAN's inner BN (no dweight, no dbias)
+def test_module_under_torch_compile_fullgraph_matches_eager(affine):
     torch.manual_seed(7)
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), BatchNorm2d(8, activation="relu"), nn.Conv2d(8, 4, 3))
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), BatchNorm2d(8, affine=affine, activation="relu"),
+                          nn.Conv2d(8, 4, 3))
     reference = copy.deepcopy(model)
     compiled = torch.compile(model, fullgraph=True)
     x = torch.randn(4, 3, 8, 8)
@@ -365,3 +367,47 @@ def test_module_under_torch_compile_fullgraph_matches_eager():
     model.eval()
     reference.eval()
     torch.testing.assert_close(compiled(x), reference(x), rtol=1e-5, atol=1e-5)
+
+
+def _bn_modules():
+    """Every fastgan batch-norm module, each with the call that runs it on x (N, 6, H, W)."""
+    labels = torch.tensor([0, 2, 1, 2])
+    cond = torch.randn(4, 5)
+    return {
+        "BatchNorm2d": (lambda: BatchNorm2d(6), lambda m, x: m(x)),
+        "BatchNorm2d(affine=False)": (lambda: BatchNorm2d(6, affine=False), lambda m, x: m(x)),
+        "BatchNorm2d(relu)": (lambda: BatchNorm2d(6, activation="relu"), lambda m, x: m(x)),
+        "ConditionalBatchNorm2d": (lambda: ConditionalBatchNorm2d(6, 3), lambda m, x: m(x, labels)),
+        "LinearConditionalBatchNorm2d": (lambda: LinearConditionalBatchNorm2d(6, 5), lambda m, x: m(x, cond)),
+        "LinearConditionalBatchNorm2d(sn)": (lambda: LinearConditionalBatchNorm2d(6, 5, spectral_norm=True),
+                                             lambda m, x: m(x, cond)),
+    }
+
+
+@pytest.mark.parametrize("grad", [True, False])
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", list(_bn_modules()))
+def test_in_place_activation_after_every_module(kind, backend, train, grad):
+    """StudioGAN applies one shared nn.ReLU(inplace=True) to batch-norm outputs; pytorch/examples' DCGAN
+    nn.ReLU(True) and nn.LeakyReLU(0.2, inplace=True): the output must be modifiable in place, and the gradient
+    be that of BN followed by the out-of-place activation."""
+    make, call = _bn_modules()[kind]
+    torch.manual_seed(0)
+    module = make()
+    twin = copy.deepcopy(module)
+    module.train(train), twin.train(train)
+    x = torch.randn(4, 6, 5, 5)
+    with fastgan.use_backend(backend), torch.set_grad_enabled(grad):
+        for act_inplace, act in ((nn.ReLU(inplace=True), F.relu), (nn.LeakyReLU(0.2, inplace=True),
+                                                                     lambda t: F.leaky_relu(t, 0.2))):
+            xa, xb = x.clone().requires_grad_(grad), x.clone().requires_grad_(grad)
+            ya, yb = act_inplace(call(module, xa)), act(call(twin, xb))
+            torch.testing.assert_close(ya, yb)
+            if grad:
+                gy = torch.randn_like(ya)
+                ya.backward(gy)
+                yb.backward(gy)
+                torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-5, atol=1e-6)
+                for pa, pb in zip(module.parameters(), twin.parameters()):
+                    torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-5, atol=1e-6)

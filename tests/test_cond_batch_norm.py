@@ -351,3 +351,34 @@ def test_relu_gradient_at_nan_passes_like_pytorch(backend):
     F.relu(F.batch_norm(xb, *eval_stats, w, None, training=False)).backward(gy)
     assert torch.equal(torch.isnan(xa.grad), torch.isnan(xb.grad))
     torch.testing.assert_close(xa.grad.nan_to_num(), xb.grad.nan_to_num())
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("scale", [1e19, 1e30])
+def test_huge_inputs_give_the_torch_reference(backend, dtype, scale):
+    """Squared deviations overflow to inf: the variance is inf, y is 0 (invstd 0), as the reference gives; the
+    Chan merge must not turn inf * 0 into NaN."""
+    x, w, b, rm, rv = _case((3, 4, 5, 7), False, seed=3)
+    x = (x * scale).to(dtype)
+    rm_ref, rv_ref = rm.clone(), rv.clone()
+    ref = conditional_batch_norm(x, w, b, rm_ref, rv_ref, True, backend="torch")
+    y = conditional_batch_norm(x, w, b, rm, rv, True, backend=backend)
+    assert torch.isinf(rv_ref).all()
+    torch.testing.assert_close(y, ref, equal_nan=False)
+    torch.testing.assert_close(rv, rv_ref)
+    torch.testing.assert_close(rm, rm_ref, rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("shape", [(0, 3, 4, 4), (2, 3, 0, 0)])
+def test_empty_batches_in_eval_give_empty_outputs_like_pytorch(backend, shape):
+    x = torch.randn(shape, requires_grad=True)
+    C = shape[1]
+    rm, rv = torch.zeros(C), torch.ones(C)
+    w = torch.ones(C, requires_grad=True)
+    expected = F.batch_norm(x, rm, rv, w, None, False)
+    y = conditional_batch_norm(x, w, None, rm, rv, False, backend=backend)
+    assert y.shape == expected.shape == shape
+    y.sum().backward()
+    assert x.grad.shape == shape and not w.grad.any()

@@ -643,3 +643,23 @@ def test_cases_reach_every_kernel_and_plan(emu):
         seen(k, "several blocks", lambda la: la.grid > 1)
         seen(k, "several samples per thread", lambda la: la.args["N"] > 256 >> la.args["lcb"])
         seen(k, "narrower channel blocks", lambda la: la.args["lcb"] == 3 and la.args["C"] > 8)
+
+
+@pytest.mark.parametrize("nhwc", [False, True])
+def test_huge_values_give_inf_moments_not_nan(emu, nhwc):
+    """Squared deviations of |x| ~ 1e30 overflow: M2 and the variance are inf, invstd 0 (as the torch reference),
+    not NaN from inf * 0 in a merge with an empty side."""
+    emu.sms = 132
+    N, C, HW = 2, 8, 300
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(N, C, HW, generator=gen) * 1e30
+    xb = Buffer((x.transpose(1, 2) if nhwc else x).contiguous())
+    part = nan_buffer(N * C * 2)
+    emu.cbn_partial_stats(x=xb.ptr, part=part.ptr, N=N, C=C, HW=HW, channels_last=nhwc, dtype=0)
+    p = part.get("part", N, C, 2)
+    assert torch.isfinite(p[..., 0]).all() and torch.isinf(p[..., 1]).all()
+    stats, rm, rv = nan_buffer(2 * C), Buffer(torch.zeros(C)), Buffer(torch.ones(C))
+    emu.cbn_finalize_stats(part=part.ptr, stats=stats.ptr, running_mean=rm.ptr, running_var=rv.ptr, N=N, C=C, HW=HW,
+                           momentum=0.1, eps=1e-5, update=True, raw=False)
+    assert (stats.get("stats", 2, C)[1] == 0).all()
+    assert torch.isinf(rv.get("running_var", C)).all()

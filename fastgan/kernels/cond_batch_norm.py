@@ -119,7 +119,7 @@ def _cbn_stats_kernel(x_ptr, part_ptr, N, C, HW, n_pblocks, CL: tl.constexpr, VE
         total = count + nt
         delta = t_mean - mean
         mean += delta * (nt / total)
-        m2 += t_m2 + delta * delta * (count * nt / total)
+        m2 += t_m2 + delta * (delta * (count * nt / total))  # not (delta * delta) * 0 = NaN at |x| ~ 1e30
         count = total
     out = part_ptr + (n.to(tl.int64) * C + c) * 2
     tl.store(out, mean, mask=pmask)

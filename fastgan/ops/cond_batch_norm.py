@@ -108,15 +108,16 @@ def _batch_moments(x):
 
 
 def _ref_forward(x, weight, bias, stats, cfg):
-    """y from x (N, C, HW) in the accumulation dtype and ``stats`` (2, C) = (mean, invstd)."""
-    mean, invstd = stats[0], stats[1]
+    """y from x (N, C, ...) in the accumulation dtype and ``stats`` (2, C) = (mean, invstd): a new tensor (not a
+    view of one, which in-place activations on the output could not modify), laid out like x."""
     N, C = x.shape[0], x.shape[1]
-    scale = invstd[None, :]
+    tail = (1,) * (x.dim() - 2)
+    scale = stats[1].view(1, C, *tail)
     if weight is not None:
-        scale = _params(weight, N, C, x.dtype) * scale
-    z = (x - mean[None, :, None]) * scale[:, :, None]
+        scale = _params(weight, N, C, x.dtype).view(-1, C, *tail) * scale
+    z = (x - stats[0].view(1, C, *tail)) * scale
     if bias is not None:
-        z = z + _params(bias, N, C, x.dtype)[:, :, None]
+        z = z + _params(bias, N, C, x.dtype).view(-1, C, *tail)
     return _act(z, cfg.act, cfg.slope)
 
 
@@ -347,8 +348,7 @@ def _apply_impl(x, weight, bias, mean, stat, cfg):
     if cfg.backend == "torch":
         acc = _acc_dtype(x)
         st = torch.stack([mean, stat] if cfg.training else [mean.to(acc), torch.rsqrt(stat.to(acc) + cfg.eps)])
-        y = _ref_forward(x.reshape(N, C, HW).to(acc), weight, bias, st.to(acc), cfg).to(x.dtype).reshape(x.shape)
-        return _like_layout(y, cl)
+        return _like_layout(_ref_forward(x.to(acc), weight, bias, st.to(acc), cfg).to(x.dtype), cl)
     return _kernel_apply(x, cl, _f32(mean), _f32(stat), *_kernel_params(weight, bias, N, C), cfg, not cfg.training)
 
 
@@ -429,17 +429,20 @@ def _cbn_backward_op(gy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | N
     cfg = Config(training, 0.0, eps, act, slope, backend)
     N, _, HW = _dims(x)
     dx, dw, db = _backward_impl(gy, x, weight, bias, stats, cfg, 1.0 / (N * HW))
-    empty = x.new_empty((0,), dtype=torch.float32)
-    # the kernels' dweight and dbias can be views of one buffer: outputs of a custom op may not alias
-    return dx, (empty if dw is None else dw.clone()), (empty if db is None else db.clone())
+    # outputs of a custom op may not alias: the kernels' dweight and dbias can be views of one buffer, and a
+    # missing weight and bias each get their own empty placeholder
+    return dx, (_no_grad_placeholder(x) if dw is None else dw.clone()), (
+        _no_grad_placeholder(x) if db is None else db.clone())
+
+
+def _no_grad_placeholder(x):
+    return x.new_empty((0,), dtype=torch.float32)
 
 
 @_cbn_backward_op.register_fake
 def _(gy, x, weight, bias, stats, training, eps, act, slope, backend):
-    dx = _fake_like_layout(x)
-    empty = x.new_empty((0,), dtype=torch.float32)
-    return (dx, empty if weight is None else torch.empty_like(weight),
-            empty if bias is None else torch.empty_like(bias))
+    return (_fake_like_layout(x), _no_grad_placeholder(x) if weight is None else torch.empty_like(weight),
+            _no_grad_placeholder(x) if bias is None else torch.empty_like(bias))
 
 
 def _op_setup_context(ctx, inputs, output):
@@ -476,7 +479,8 @@ def _forward(x, weight, bias, running_mean, running_var, cfg, save=True):
         return _apply_impl(x, weight, bias, stats[0], stats[1], cfg), stats, inv_m
     stats = _eval_stats(x, running_mean, running_var) if save else None
     y = _apply_impl(x, weight, bias, running_mean, running_var, cfg)
-    return y, stats, 1.0 / (_dims(x)[0] * _dims(x)[2])
+    N, _, HW = _dims(x)
+    return y, stats, 1.0 / max(N * HW, 1)  # (eval does not use inv_m; an empty batch has none)
 
 
 class _CondBatchNorm(torch.autograd.Function):
@@ -488,7 +492,9 @@ class _CondBatchNorm(torch.autograd.Function):
         y, stats, inv_m = _forward(x, weight, bias, running_mean, running_var, cfg)
         ctx.save_for_backward(x, weight, bias, stats)
         ctx.cfg, ctx.inv_m = cfg, inv_m
-        return y
+        # an output that is a view of something made here cannot be modified in place afterwards (F.relu_, a
+        # shared nn.ReLU(inplace=True)): the implementations return new tensors, and this keeps it so
+        return y.clone() if y._is_view() else y
 
     @staticmethod
     def backward(ctx, gy):
@@ -568,6 +574,8 @@ def _check_finite(tensors):
 
 def _resolve(x, backend):
     name = _backend.resolve(OP, x.device, x.dtype, backend)
+    if name != "torch" and x.numel() == 0:  # nothing to launch: the reference returns the empty result
+        return "torch"
     if name != "torch":
         N, C, HW = _dims(x)
         if C * HW > _INT32_MAX or N * C > _INT32_MAX:
