@@ -440,3 +440,51 @@ def test_convert_swaps_pytorch_spectral_norm_in_a_live_model():
     model.train()
     model(x).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def _mixed_generator(seed=0):
+    """Both PyTorch spectral norms and a BatchNorm2d + ReLU(inplace): what convert swaps."""
+    torch.manual_seed(seed)
+    return nn.Sequential(parametrizations.spectral_norm(nn.Conv2d(3, 4, 3)), nn.BatchNorm2d(4), nn.ReLU(True),
+                         torch.nn.utils.spectral_norm(nn.Conv2d(4, 5, 3)), nn.Flatten(),
+                         parametrizations.spectral_norm(nn.Linear(5 * 4 * 4, 1)))
+
+
+@pytest.mark.parametrize("first", ["original", "copy"])
+def test_convert_a_deepcopy_and_its_original_independently(first):
+    """G_ema = copy.deepcopy(G), then convert either or both: deepcopy shares the parametrized class, whose
+    properties removing a parametrization deletes."""
+    G = _mixed_generator()
+    with torch.no_grad():  # (the legacy SN's weight attribute of a forward with grad cannot be deep-copied)
+        G(torch.randn(2, 3, 8, 8))
+    G_ema = copy.deepcopy(G)
+    x = torch.randn(3, 3, 8, 8)
+    G.eval(), G_ema.eval()
+    expected = G(x).detach()
+    models = [G, G_ema] if first == "original" else [G_ema, G]
+    fastgan.convert(models[0])
+    torch.testing.assert_close(models[1](x), expected)  # the other one is untouched and still works
+    assert len(list(fastgan.nn.spectral_norm_layers(models[1]))) == 0
+    fastgan.convert(models[1])
+    for model in models:
+        assert len(list(fastgan.nn.spectral_norm_layers(model))) == 3
+        torch.testing.assert_close(model(x), expected, rtol=1e-6, atol=1e-7)
+    G.train(), G_ema.train()
+    torch.testing.assert_close(G(x), G_ema(x))
+    G(x).sum().backward()
+    assert all(p.grad is None for p in G_ema.parameters())
+
+
+def test_convert_is_all_or_nothing():
+    model = _mixed_generator()
+    with torch.no_grad():
+        model[5].parametrizations.weight.original[0, 3] = float("nan")
+    keys, types = list(model.state_dict()), [type(m) for m in model.modules()]
+    with pytest.raises(ValueError, match=r"5\.weight holds NaN.*nothing was converted"):
+        fastgan.convert(model)
+    assert list(model.state_dict()) == keys and [type(m) for m in model.modules()] == types
+    assert isinstance(model[0].parametrizations.weight[0], parametrizations._SpectralNorm)
+    with torch.no_grad():
+        model[5].parametrizations.weight.original[0, 3] = 0.0
+    fastgan.convert(model)
+    assert len(list(fastgan.nn.spectral_norm_layers(model))) == 3
