@@ -48,31 +48,62 @@ def info_text() -> str:
     return "\n".join(lines) + "\n"
 
 
+NETWORK_DIMS = (64, 192, 768, 2048)  # the pooled blocks of the FID InceptionV3, as pytorch-fid
+
+
 def _fid(args) -> int:
-    from .metrics import frechet_distance, save_statistics
+    from .metrics import frechet_distance, load_statistics, save_statistics
+    from .metrics._network import default_device
     from .metrics.folders import PooledBlock, statistics_of
     from .metrics.inception import fid_inception_v3
 
+    # everything that can be refused is refused before any image is read
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.save_stats and not str(args.b).endswith(".npz"):
+        raise ValueError(f"--save-stats writes an .npz file; {args.b} does not end in .npz")
+    device = default_device(args.device)
+    sources = [args.a] if args.save_stats else [args.a, args.b]
+    loaded = {p: load_statistics(p) for p in sources if str(p).endswith(".npz")}
+    dims = args.dims
+    if dims is None:  # from the statistics files, else the default network block
+        found = sorted({mu.shape[0] for mu, _ in loaded.values()})
+        dims = found[0] if len(found) == 1 else 2048
+    folders = [p for p in sources if p not in loaded]
+    if folders and dims not in NETWORK_DIMS:
+        raise ValueError(f"--dims {dims}: the FID InceptionV3 gives features of {', '.join(map(str, NETWORK_DIMS))} "
+                         f"dimensions, so {folders[0]} cannot be compared with {dims}-d statistics")
     net = []
 
     def extractor():
         if not net:
-            net.append(PooledBlock(fid_inception_v3(args.weights), args.dims))
+            net.append(PooledBlock(fid_inception_v3(args.weights), dims))
         return net[0]
 
-    stats_a = statistics_of(args.a, extractor, args.dims, device, args.batch_size, not args.quiet)
+    def stats_of(path):
+        if path in loaded:
+            mu, sigma = loaded[path]
+            if mu.shape != (dims,):
+                raise ValueError(f"{path} holds {mu.shape[0]}-d statistics, but the features are {dims}-d: pass "
+                                 f"--dims {mu.shape[0]}, or leave --dims out to take it from the .npz file")
+            return mu, sigma
+        return statistics_of(path, extractor, dims, device, args.batch_size, not args.quiet)
+
+    stats_a = stats_of(args.a)
     if args.save_stats:
-        if not str(args.b).endswith(".npz"):
-            raise ValueError(f"--save-stats writes an .npz file; {args.b} does not end in .npz")
         save_statistics(args.b, *stats_a)
         print(f"statistics of {args.a} written to {args.b}")
         return 0
-    stats_b = statistics_of(args.b, extractor, args.dims, device, args.batch_size, not args.quiet)
-    print(f"FID: {frechet_distance(*stats_a, *stats_b):.6f}")
+    fid = frechet_distance(*stats_a, *stats_of(args.b))
+    # round-off can make the FID of a set with itself a tiny negative number: it prints as 0
+    print(f"FID: {max(fid, 0.0) if fid > -5e-7 else fid:.6f}")
     return 0
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
 
 
 def main(argv=None) -> int:
@@ -81,6 +112,7 @@ def main(argv=None) -> int:
 
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="fastgan", description="Fused Triton/CUDA kernels for GANs.")
+    parser.add_argument("--version", action="version", version=f"fastgan {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("info", help="versions, the CUDA extension, the GPU and the backend each op uses")
     bench.add_arguments(sub.add_parser("bench", help="benchmark fastgan against eager PyTorch and torch.compile"))
@@ -92,8 +124,9 @@ def main(argv=None) -> int:
     fid.add_argument("b", help="image folder or .npz statistics file (with --save-stats: the .npz to write)")
     fid.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda if available)")
     fid.add_argument("--batch-size", type=int, default=50, help="images per forward pass (default 50)")
-    fid.add_argument("--dims", type=int, default=2048, choices=(64, 192, 768, 2048),
-                     help="feature dimension: the InceptionV3 block to use, as pytorch-fid (default 2048)")
+    fid.add_argument("--dims", type=int, default=None,
+                     help="feature dimension: the InceptionV3 block to use, 64, 192, 768 or 2048, as pytorch-fid "
+                          "(default: that of the .npz statistics given, else 2048)")
     fid.add_argument("--weights", help="path of pt_inception-2015-12-05-6726825d.pth (default: "
                                        "$FASTGAN_INCEPTION_WEIGHTS)")
     fid.add_argument("--save-stats", action="store_true", help="write the statistics of folder A to B (.npz)")

@@ -184,3 +184,101 @@ def test_gpu_float64_distance_matches_the_cpu():
     cpu = frechet_distance(mu1, s1, mu2, s2)
     gpu = frechet_distance(*(torch.from_numpy(a).cuda() for a in (mu1, s1, mu2, s2)))
     assert abs(gpu - cpu) <= 1e-8 * cpu
+
+
+# ---------------------------------------------------------------- round-off and bad statistics
+
+
+def _features(rng, n, d, kappa=1e2, tiny=0, shift=0.0):
+    """n samples of d features whose covariance has condition number about kappa; ``tiny`` features nearly dead
+    (standard deviation 1e-6, as dead units of a real network give)."""
+    scales = np.logspace(0, -0.5 * np.log10(kappa), d)
+    x = rng.standard_normal((n, d)) * scales @ np.linalg.qr(rng.standard_normal((d, d)))[0] + shift
+    if tiny:
+        x[:, :tiny] = rng.standard_normal((n, tiny)) * 1e-6
+    return x
+
+
+def _svd_reference(x1, x2):
+    """The Fréchet distance of the two samples' statistics without forming S1 S2: tr sqrt(S1 S2) is the nuclear
+    norm of A1 A2^T / sqrt((n1 - 1)(n2 - 1)) for centred data A_i, here of R1 R2^T from QR factors of A_i."""
+    a1, a2 = x1 - x1.mean(0), x2 - x2.mean(0)
+    r1, r2 = np.linalg.qr(a1, mode="r"), np.linalg.qr(a2, mode="r")
+    tr_sqrt = np.linalg.svd(r1 @ r2.T, compute_uv=False).sum() / np.sqrt((len(x1) - 1) * (len(x2) - 1))
+    diff = x1.mean(0) - x2.mean(0)
+    return diff @ diff + np.trace(np.cov(x1, rowvar=False)) + np.trace(np.cov(x2, rowvar=False)) - 2 * tr_sqrt
+
+
+SVD_CASES = {  # (n1, kappa1, tiny1), (n2, kappa2, tiny2) at d = 512
+    "full rank, condition 1e6": ((1024, 1e6, 0), (1024, 1e6, 0)),
+    "full rank, condition 1e8": ((1024, 1e8, 0), (1024, 1e8, 0)),
+    "full rank, condition 1e10": ((1024, 1e10, 0), (1024, 1e10, 0)),
+    "nearly dead features": ((1024, 1e4, 9), (1024, 1e4, 9)),
+    "fewer samples than dims on one side": ((1024, 1e2, 0), (256, 1e2, 0)),
+    "... on the other side": ((256, 1e2, 0), (1024, 1e2, 0)),
+    "... on both": ((256, 1e2, 0), (170, 1e2, 0)),
+}
+
+
+@pytest.mark.parametrize("case", list(SVD_CASES))
+def test_wide_spectra_and_singular_statistics_match_an_svd_reference(case):
+    """Genuine eigenvalues far below max|lambda| d eps are kept (full rank), round-off ones are dropped (rank
+    deficient): both within 1e-10 of a reference that never forms a covariance product (README: 1e-6)."""
+    rng = np.random.default_rng(len(case))
+    (n1, k1, t1), (n2, k2, t2) = SVD_CASES[case]
+    x1, x2 = _features(rng, n1, 512, k1, t1), _features(rng, n2, 512, k2, t2, shift=0.1)
+    expected = _svd_reference(x1, x2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fid = frechet_distance(x1.mean(0), np.cov(x1, rowvar=False), x2.mean(0), np.cov(x2, rowvar=False))
+    assert abs(fid - expected) <= 1e-10 * expected, (fid, expected)
+
+
+def test_covariances_that_are_not_positive_semi_definite_are_refused():
+    rng = np.random.default_rng(10)
+    mu, s = _stats(rng, 500, 16)
+    minus_eye = -np.eye(16)
+    indefinite = s - 0.5 * np.linalg.eigvalsh(s).max() * np.eye(16)
+    for a, b, culprit in ((minus_eye, minus_eye, "sigma1"), (s, minus_eye, "sigma2"), (minus_eye, s, "sigma1"),
+                          (s, indefinite, "sigma2"), (indefinite, s, "sigma1")):
+        with pytest.raises(ValueError, match=f"{culprit} is not positive semi-definite"):
+            frechet_distance(mu, a, mu, b)
+    with pytest.raises(ValueError, match="not positive semi-definite"):
+        FrechetReference(mu, minus_eye)
+    with pytest.raises(ValueError, match="sigma is not positive semi-definite"):
+        FrechetReference(mu, s).distance(mu, indefinite)
+    # round-off negatives are not refused: a rank-deficient covariance rounded to float32
+    x = rng.standard_normal((8, 16))
+    s32 = np.cov(x, rowvar=False).astype(np.float32).astype(np.float64)
+    assert np.linalg.eigvalsh(s32).min() < 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert np.isfinite(frechet_distance(mu, s, x.mean(0), s32))
+
+
+def test_non_finite_means_are_refused():
+    rng = np.random.default_rng(11)
+    mu, s = _stats(rng, 100, 8)
+    for bad in (np.nan, np.inf):
+        mu_bad = mu.copy()
+        mu_bad[3] = bad
+        with pytest.raises(ValueError, match="mu2 holds NaN or Inf"):
+            frechet_distance(mu, s, mu_bad, s)
+        with pytest.raises(ValueError, match="mu holds NaN or Inf"):
+            FrechetReference(mu_bad, s)
+
+
+def test_a_singular_covariance_warns_whatever_the_argument_order():
+    rng = np.random.default_rng(12)
+    mu_f, full = _stats(rng, 400, 32)
+    mu_s, singular = _stats(rng, 20, 32)
+    with pytest.warns(UserWarning, match=r"sigma2 is singular \(the product of the covariances has rank 19 of 32"):
+        frechet_distance(mu_f, full, mu_s, singular)
+    with pytest.warns(UserWarning, match=r"sigma1 is singular \(rank 19 of 32"):
+        frechet_distance(mu_s, singular, mu_f, full)
+    ref = FrechetReference(mu_f, full)
+    with pytest.warns(UserWarning, match="sigma is singular"):
+        ref.distance(mu_s, singular)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # full rank on both sides: no warning
+        frechet_distance(mu_f, full, mu_f, full)

@@ -137,3 +137,43 @@ def test_kid_of_a_distribution_with_itself_is_near_zero():
     kid.update_features(torch.from_numpy(rng.standard_normal((800, 8))).float(), real=False)
     mean, std = kid.compute()
     assert abs(mean) < 3 * std / math.sqrt(20) + 1e-3  # unbiased: zero within its noise
+
+
+def test_inception_score_refuses_probabilities_for_logits():
+    """Fed softmax outputs by mistake, the score would be computed on softmax(p): 1.03 instead of 3.91."""
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(200, 10, generator=g) * 3
+    probs = logits.softmax(1)
+    score = InceptionScore(nn.Identity(), splits=2, device="cpu")
+    with pytest.raises(ValueError, match="look like probabilities"):
+        score.update_logits(probs)
+    score.update_logits(torch.log(probs))  # the advice in the message: the same softmax, so the same score
+    reference = InceptionScore(nn.Identity(), splits=2, device="cpu")
+    reference.update_logits(logits)
+    assert score.compute() == pytest.approx(reference.compute(), rel=1e-6, abs=1e-7)  # logits kept in float32
+
+
+def test_mmd_needs_two_samples_on_each_side():
+    from fastgan.metrics import mmd2_unbiased
+
+    x = torch.randn(5, 4, dtype=torch.float64)
+    for a, b in ((x[:1], x), (x, x[:1])):
+        with pytest.raises(ValueError, match="at least 2 samples on each side"):
+            mmd2_unbiased(a, b)
+    with pytest.raises(ValueError, match="same d"):
+        mmd2_unbiased(x, x[:, :3])
+    assert math.isfinite(mmd2_unbiased(x[:2], x[2:]))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_metrics_asked_for_a_missing_cuda_device_say_so():
+    from fastgan.metrics import FeatureStatistics
+
+    for make in (lambda: FrechetInceptionDistance(_Features(), dims=16, device="cuda"),
+                 lambda: InceptionScore(nn.Identity(), device="cuda:0"),
+                 lambda: KernelInceptionDistance(_Features(), device="cuda"),
+                 lambda: FeatureStatistics(16, device="cuda")):
+        with pytest.raises(ValueError, match=r"device 'cuda(:0)?' was asked for, but .*use device='cpu'"):
+            make()
+    with pytest.raises(ValueError, match="not a device name"):
+        FrechetInceptionDistance(_Features(), dims=16, device="gpu")

@@ -6,7 +6,23 @@ from torch import nn
 
 
 def default_device(device: torch.device | str | None) -> torch.device:
-    return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    """``device`` as a torch.device (default: CUDA if available, else the CPU); a CUDA device that this machine
+    does not have is refused with a ValueError saying so."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device {device!r} is not a device name (use 'cpu', 'cuda' or 'cuda:N'): {e}") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this torch build has no CUDA support" if torch.version.cuda is None
+                   else "no CUDA device is visible")
+            raise ValueError(f"device {str(device)!r} was asked for, but {why}; use device='cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r} was asked for, but there are {torch.cuda.device_count()} "
+                             "CUDA devices")
+    return dev
 
 
 class _Logits(nn.Module):

@@ -26,12 +26,30 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # how Pillow opens 16-bit grayscale PNGs and TIFFs
+
+
 def load_image(path: Path) -> torch.Tensor:
-    """(3, H, W) float32 in [0, 1] from an image file, converted to RGB."""
+    """(3, H, W) float32 in [0, 1] from an image file, converted to RGB. 16-bit grayscale images are scaled by
+    1/65535 (Pillow's RGB conversion would clip them at 255); a file that cannot be decoded raises ValueError
+    naming it."""
     from PIL import Image
 
-    with Image.open(path) as img:
-        arr = np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy
+    try:
+        with Image.open(path) as img:
+            if img.mode in _SIXTEEN_BIT_MODES:
+                gray = np.asarray(img, dtype=np.float64)
+                if gray.size and (gray.min() < 0 or gray.max() > 65535):
+                    raise ValueError(f"{path}: a {img.mode} image with values outside 0..65535; convert it to 8 or "
+                                     "16 bits per channel")
+                arr = np.repeat((gray / 65535.0)[..., None], 3, axis=2).astype(np.float32)
+                return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+            if img.mode == "F":
+                raise ValueError(f"{path}: a floating-point image (mode F) has no defined range; save it with 8 or "
+                                 "16 bits per channel")
+            arr = np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy
+    except (OSError, SyntaxError) as e:  # unidentified, truncated or unreadable files (Pillow raises these)
+        raise ValueError(f"{path}: cannot read this image ({type(e).__name__}: {e})") from e
     return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
 
 
@@ -78,17 +96,10 @@ class PooledBlock(nn.Module):
         return self.net.feature_maps(x, (self.dims,), pool=True)[self.dims]
 
 
-def statistics_of(path: str | os.PathLike, extractor, dims: int, device: torch.device, batch_size: int,
+def statistics_of(folder: str | os.PathLike, extractor, dims: int, device: torch.device, batch_size: int,
                   progress: bool = True):
-    """(mu, sigma) of an ``.npz`` statistics file, or of the images of a folder (``extractor()`` builds the
-    network, only when a folder needs it)."""
-    from .statistics import load_statistics
-
-    if str(path).endswith(".npz"):
-        mu, sigma = load_statistics(path)
-        if mu.shape != (dims,):
-            raise ValueError(f"{path} holds {mu.shape[0]}-d statistics; --dims is {dims}")
-        return mu, sigma
-    image_files(path)  # a missing or empty folder is reported before the network is built
-    stats = folder_statistics(path, extractor(), dims, device, batch_size, progress)
+    """(mu, sigma) of the images of a folder (``extractor()`` builds the network, only once the folder is known to
+    hold images)."""
+    image_files(folder)  # a missing or empty folder is reported before the network is built
+    stats = folder_statistics(folder, extractor(), dims, device, batch_size, progress)
     return stats.mean, stats.covariance

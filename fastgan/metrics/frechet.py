@@ -11,9 +11,16 @@ matrix: with S1 = L L^T (Cholesky), L^-1 (S1 S2) L = L^T S2 L, which is symmetri
 
 with a symmetric eigensolver, eigenvalues only. When S1 is singular (fewer samples than dimensions) the
 Cholesky factorisation fails; S1 = R R with R = sqrt(S1) from ``eigh`` gives the same similarity, R S2 R.
-Neither route produces NaN or an imaginary part for a valid covariance. Eigenvalues at round-off level
-(below max|lambda| d eps) are taken as exact zeros before square roots: the trace of a square root is not
-Lipschitz at singular matrices, and round-off would otherwise add about 1e-8 |S| per null direction.
+Neither route produces NaN or an imaginary part for a valid covariance.
+
+Round-off: the trace of a square root is not Lipschitz at singular matrices, so an eigenvalue that is 0 but comes
+out as 1e-16 |S| would add 1e-8 |S| per null direction. Which computed eigenvalues are round-off is read from the
+factorisation itself: the matrix is positive semi-definite, so a negative computed eigenvalue is pure error, and
+the most negative one measures the error this factorisation made. Eigenvalues up to ``ROUNDOFF_MARGIN`` times
+its size are taken as 0; all others are kept, however small (a full-rank covariance with a condition number of
+1e10 has genuine eigenvalues far below any fixed threshold such as max|lambda| d eps). A negative eigenvalue
+beyond ``NOT_PSD_TOLERANCE`` of the largest is no round-off: the covariance is refused as not positive
+semi-definite.
 
 Because of round-off, the FID of a set with itself can come out as a tiny negative number (about -1e-10 of the
 traces); it is returned as computed, not clipped, so that a real bug is not hidden.
@@ -39,30 +46,39 @@ def _as_f64(x: ArrayLike, name: str, device: torch.device | None = None) -> torc
     return t if device is None else t.to(device)
 
 
+ROUNDOFF_MARGIN = 8.0  # eigenvalues up to this many times the most negative one's size are round-off
+NOT_PSD_TOLERANCE = 1e-6  # a negative eigenvalue beyond this fraction of the largest: not a covariance
+
+
 def _check_cov(s: torch.Tensor, name: str) -> None:
     if s.dim() != 2 or s.shape[0] != s.shape[1]:
         raise ValueError(f"{name} must be a square (d, d) covariance matrix, got shape {tuple(s.shape)}")
     if not bool(torch.isfinite(s).all()):
         raise ValueError(f"{name} holds NaN or Inf values: check the features it was computed from")
-    asym = float((s - s.mT).abs().max())
-    if asym > 1e-6 * max(float(s.diagonal().abs().max()), 1e-300):
+    asym = float((s - s.mT).abs().max()) if s.numel() else 0.0
+    if asym > 1e-6 * max(float(s.diagonal().abs().max()) if s.numel() else 0.0, 1e-300):
         raise ValueError(f"{name} is not symmetric (largest |S - S^T| = {asym:.3g}); a covariance matrix is")
 
 
-def _significant(lam: torch.Tensor) -> torch.Tensor:
-    """Eigenvalues of a symmetric PSD matrix with those at round-off level (|lam| <= max|lam| d eps) set to zero.
+def _significant(lam: torch.Tensor, name: str) -> tuple[torch.Tensor, int]:
+    """(eigenvalues with those at round-off level set to 0, how many were) of a matrix that must be positive
+    semi-definite; raises if it clearly is not (``name`` says which covariance is at fault)."""
+    if not lam.numel():
+        return lam, 0
+    top = float(lam.abs().max())
+    neg = max(-float(lam.min()), 0.0)
+    if neg > NOT_PSD_TOLERANCE * top:
+        raise ValueError(f"{name} is not positive semi-definite (an eigenvalue of {-neg:.6g}, the largest in "
+                         f"magnitude is {top:.6g}); a covariance matrix is: check how it was computed")
+    keep = lam > ROUNDOFF_MARGIN * neg
+    return torch.where(keep, lam, torch.zeros_like(lam)), int((~keep).sum())
 
-    A square root amplifies round-off near zero: an eigenvalue of 1e-16 that should be 0 becomes 1e-8. Without
-    this, each null direction of a singular covariance would add about 1e-8 |S| to tr sqrt(S1 S2).
-    """
-    tol = lam.abs().max() * lam.shape[0] * torch.finfo(lam.dtype).eps
-    return torch.where(lam > tol, lam, torch.zeros_like(lam))
 
-
-def _symmetric_sqrt(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sqrt(s), eigenvalues of s) for a symmetric PSD s; eigenvalues at round-off level are taken as zero."""
+def _symmetric_sqrt(s: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(sqrt(s), eigenvalues of s, its rank) for a symmetric PSD s; eigenvalues at round-off level count as 0."""
     lam, vec = torch.linalg.eigh(s)
-    return (vec * _significant(lam).sqrt()) @ vec.mT, lam
+    sig, zeros = _significant(lam, name)
+    return (vec * sig.sqrt()) @ vec.mT, lam, s.shape[0] - zeros
 
 
 class _Factor:
@@ -72,47 +88,60 @@ class _Factor:
         self.name, self.dim = name, s.shape[0]
         chol, info = torch.linalg.cholesky_ex(s)
         if int(info) == 0:
-            self.f, self.route, self.eigenvalues = chol, "cholesky", None
+            self.f, self.route, self.eigenvalues, self.rank = chol, "cholesky", None, self.dim
         else:
-            self.f, self.eigenvalues = _symmetric_sqrt(s)
+            self.f, self.eigenvalues, self.rank = _symmetric_sqrt(s, name)
             self.route = "eigh"
 
-    def trace_sqrt_product(self, other: torch.Tensor) -> float:
-        """tr sqrt(S other) = sum sqrt(eig(F^T other F))."""
+    def trace_sqrt_product(self, other: torch.Tensor, other_name: str) -> tuple[float, int | None]:
+        """(tr sqrt(S other) = sum sqrt(eig(F^T other F)), the rank of S other if ``other`` lowers it below this
+        factor's rank, else None). F^T other F is congruent to ``other`` on the range of F: a negative eigenvalue
+        means ``other`` is not PSD, and null directions beyond F's own are null directions of ``other``."""
         m = self.f.mT @ other @ self.f
         lam = torch.linalg.eigvalsh((m + m.mT) * 0.5)  # symmetric up to round-off: make it exactly so
-        return float(_significant(lam).sqrt().sum())
+        sig, zeros = _significant(lam, other_name)
+        product_rank = self.dim - zeros if zeros > self.dim - self.rank else None
+        return float(sig.sqrt().sum()), product_rank
 
     def info(self) -> dict:
         out = {"route": self.route}
         if self.eigenvalues is not None:
-            lam = self.eigenvalues
-            tol = lam.abs().max() * self.dim * torch.finfo(torch.float64).eps
-            out.update(rank=int((lam > tol).sum()), smallest_eigenvalue=float(lam.min()))
+            out.update(rank=self.rank, smallest_eigenvalue=float(self.eigenvalues.min()))
         return out
+
+
+_SINGULAR_ADVICE = ("as when it was computed from fewer samples than dimensions: the distance is exact for these "
+                    "statistics, but such statistics give a biased and noisy FID; use more samples")
 
 
 def _warn_singular(factor: _Factor) -> None:
     if factor.route == "eigh":
         info = factor.info()
         warnings.warn(f"{factor.name} is singular (rank {info['rank']} of {factor.dim}, smallest eigenvalue "
-                      f"{info['smallest_eigenvalue']:.3g}), as when it was computed from fewer samples than "
-                      "dimensions: the distance is exact for these statistics, but such statistics give a biased "
-                      "and noisy FID; use more samples", stacklevel=4)
+                      f"{info['smallest_eigenvalue']:.3g}), {_SINGULAR_ADVICE}", stacklevel=4)
+
+
+def _warn_singular_other(name: str, product_rank: int | None, dim: int) -> None:
+    """The warning for the covariance that was not factored, when it is singular (found from the product)."""
+    if product_rank is not None:
+        warnings.warn(f"{name} is singular (the product of the covariances has rank {product_rank} of {dim}), "
+                      f"{_SINGULAR_ADVICE}", stacklevel=4)
 
 
 def _trace_sqrt_product(s1: torch.Tensor, s2: torch.Tensor) -> tuple[float, dict]:
-    """tr sqrt(s1 s2) and diagnostics; factors s1, or s2 when only s2 is positive definite."""
+    """tr sqrt(s1 s2) and diagnostics; factors s1, or s2 when only s2 is positive definite. Warns for each
+    singular covariance, whichever the order of the arguments."""
     f = _Factor(s1, "sigma1")
     if f.route == "eigh":
         f2 = _Factor(s2, "sigma2")
         if f2.route == "cholesky":  # cheaper than the eigh route, and the trace is symmetric in s1, s2
-            warnings.warn("sigma1 is singular (not positive definite), as when it was computed from fewer "
-                          "samples than dimensions: the distance is exact for these statistics, but such "
-                          "statistics give a biased and noisy FID; use more samples", stacklevel=3)
-            return f2.trace_sqrt_product(s1), {**f.info(), "factored": "sigma2"}
+            tr, _ = f2.trace_sqrt_product(s1, "sigma1")
+            _warn_singular(f)
+            return tr, {**f.info(), "factored": "sigma2"}
         _warn_singular(f)
-    return f.trace_sqrt_product(s2), {**f.info(), "factored": "sigma1"}
+    tr, other_rank = f.trace_sqrt_product(s2, "sigma2")
+    _warn_singular_other("sigma2", other_rank, f.dim)
+    return tr, {**f.info(), "factored": "sigma1"}
 
 
 def _distance(m1, tr1, m2, s2, tr_covmean) -> float:
@@ -126,6 +155,8 @@ def _statistics(mu, sigma, which, device=None):
     _check_cov(s, f"sigma{which}")
     if m.shape != (s.shape[0],):
         raise ValueError(f"mu{which} has shape {tuple(m.shape)}, expected ({s.shape[0]},) to match sigma{which}")
+    if not bool(torch.isfinite(m).all()):
+        raise ValueError(f"mu{which} holds NaN or Inf values: check the features it was computed from")
     return m, s
 
 
@@ -153,7 +184,8 @@ class FrechetReference:
         if s2.shape != self.sigma.shape:
             raise ValueError(f"statistics of different dimensions: the reference is {self.dim}-d, the other "
                              f"{s2.shape[0]}-d")
-        tr_covmean = self._factor.trace_sqrt_product(s2)
+        tr_covmean, other_rank = self._factor.trace_sqrt_product(s2, "sigma")
+        _warn_singular_other("sigma", other_rank, self.dim)
         fid = _distance(self.mu, self._trace, m2, s2, tr_covmean)
         if return_info:
             return fid, {"trace_sqrt_product": tr_covmean, **self._factor.info()}
@@ -177,7 +209,7 @@ def sqrtm_psd(a: ArrayLike) -> ArrayLike:
     are taken as 0); float64, returned as the input's type (numpy array, or tensor on the input's device)."""
     t = _as_f64(a, "a")
     _check_cov(t, "a")
-    root, _ = _symmetric_sqrt(t)
+    root, _, _ = _symmetric_sqrt(t, "a")
     return root.numpy() if isinstance(a, np.ndarray) else root
 
 

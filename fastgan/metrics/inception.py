@@ -83,8 +83,8 @@ class InceptionWeightsError(RuntimeError):
 
 def _how_to_get_weights() -> str:
     hint = (f"fastgan never downloads it. Get {WEIGHTS_FILENAME} (about 95 MB) from the pytorch-fid release "
-            f"page:\n    {WEIGHTS_URL}\nthen pass its path as the `weights` argument, or set the environment "
-            f"variable {WEIGHTS_ENV} to its path (or to the folder that holds it).")
+            f"page:\n    {WEIGHTS_URL}\nthen pass its path as the `weights` argument (`--weights` on the command "
+            f"line), or set the environment variable {WEIGHTS_ENV} to its path (or to the folder that holds it).")
     try:
         cached = Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILENAME
         if cached.is_file():
@@ -106,10 +106,11 @@ def resolve_weights_path(weights: PathLike | None = None) -> Path:
         if not env:
             raise InceptionWeightsNotFoundError(
                 f"The FID Inception weights are needed and no path to them was given: neither the `weights` "
-                f"argument nor the environment variable {WEIGHTS_ENV} is set.\n" + _how_to_get_weights())
+                f"argument (`--weights`) nor the environment variable {WEIGHTS_ENV} is set.\n"
+                + _how_to_get_weights())
         source, path = f"the environment variable {WEIGHTS_ENV}", Path(env)
     else:
-        source, path = "the `weights` argument", Path(os.fspath(weights))
+        source, path = "the `weights` argument (`--weights`)", Path(os.fspath(weights))
     path = path.expanduser()
     if path.is_dir():
         path = path / WEIGHTS_FILENAME

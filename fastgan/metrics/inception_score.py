@@ -47,6 +47,11 @@ class InceptionScore:
             raise ValueError(f"logits with {logits.shape[1]} classes after {self._logits[0].shape[1]}")
         if not bool(torch.isfinite(logits).all()):
             raise ValueError("logits hold NaN or Inf values")
+        if logits.numel() and bool((logits >= 0).all()) and bool(
+                ((logits.double().sum(1) - 1).abs() <= 1e-3).all()):
+            raise ValueError("InceptionScore takes class logits, but every row of these is non-negative and sums to "
+                             "1: they look like probabilities (a softmax output). Pass the logits, or "
+                             "torch.log(probabilities), which has the same softmax")
         self._logits.append(logits.detach().float().cpu())
 
     def compute(self) -> tuple[float, float]:

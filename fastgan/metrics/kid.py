@@ -9,7 +9,14 @@ from ._network import MetricNetwork, default_device
 
 def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor, degree: int = 3, coef0: float = 1.0,
                   gamma: float | None = None) -> float:
-    """Unbiased MMD^2 between samples x (m, d) and y (n, d) with k(a, b) = (gamma a.b + coef0)^degree."""
+    """Unbiased MMD^2 between samples x (m, d) and y (n, d) with k(a, b) = (gamma a.b + coef0)^degree; needs at
+    least 2 samples on each side (the unbiased estimate leaves out the diagonal)."""
+    if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(f"mmd2_unbiased: x and y must be (m, d) and (n, d) with the same d, got {tuple(x.shape)} and "
+                         f"{tuple(y.shape)}")
+    if x.shape[0] < 2 or y.shape[0] < 2:
+        raise ValueError(f"mmd2_unbiased: the unbiased estimate needs at least 2 samples on each side, got "
+                         f"{x.shape[0]} and {y.shape[0]}")
     g = 1.0 / x.shape[1] if gamma is None else gamma
     kxx = (g * x @ x.T + coef0) ** degree
     kyy = (g * y @ y.T + coef0) ** degree

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..ops.feature_stats import feature_moments_update_
+from ._network import default_device
 
 
 class FeatureStatistics:
@@ -28,7 +29,7 @@ class FeatureStatistics:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
         if precision not in ("float64", "float32"):
             raise ValueError(f"precision must be 'float64' or 'float32', got {precision!r}")
-        self.dim, self.device, self.precision, self.backend = dim, torch.device(device), precision, backend
+        self.dim, self.device, self.precision, self.backend = dim, default_device(device), precision, backend
         self.reset()
 
     def reset(self) -> None:
@@ -144,19 +145,51 @@ def save_statistics(path: str | os.PathLike, mu, sigma) -> None:
     np.savez(path, mu=mu.astype(np.float64), sigma=sigma.astype(np.float64))
 
 
+def _npz_header(zf, name: str, path) -> tuple[tuple, np.dtype]:
+    """(shape, dtype) of the array ``name`` of an open ``.npz`` zip, read from its header alone (a compressed file
+    can inflate to far more than its size: check the shape before reading the data)."""
+    with zf.open(name + ".npy") as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+        else:
+            raise ValueError(f"{path}: {name} is stored in .npy format version {version}, which this reader does not "
+                             "take; save it again with numpy.savez")
+    return shape, dtype
+
+
 def load_statistics(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """(mu, sigma) from an ``.npz`` file with keys ``mu`` and ``sigma`` (pytorch-fid/clean-fid); data only,
-    never pickled objects."""
+    never pickled objects. Shapes are checked from the headers before any data is read; a file that is not a
+    readable ``.npz`` (empty, truncated, another format) raises ValueError naming it."""
+    import zipfile
+
     try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = {"mu", "sigma"} - set(f.files)
+        with zipfile.ZipFile(path) as zf:
+            names = {n[:-4] for n in zf.namelist() if n.endswith(".npy")}
+            missing = {"mu", "sigma"} - names
             if missing:
-                raise ValueError(f"{path}: not a statistics file, missing {sorted(missing)} (it has {f.files})")
+                raise ValueError(f"{path}: not a statistics file, missing {sorted(missing)} (it has "
+                                 f"{sorted(names)})")
+            (mu_shape, mu_dtype), (sigma_shape, sigma_dtype) = (_npz_header(zf, k, path) for k in ("mu", "sigma"))
+            if len(mu_shape) != 1 or sigma_shape != (mu_shape[0], mu_shape[0]):
+                raise ValueError(f"{path}: mu {mu_shape} and sigma {sigma_shape} are not (d,) and (d, d)")
+            for key, dt in (("mu", mu_dtype), ("sigma", sigma_dtype)):
+                if dt.hasobject:
+                    raise ValueError(f"{path} holds pickled objects ({key}); statistics files must hold plain arrays")
+                if dt.kind not in "fiu":
+                    raise ValueError(f"{path}: {key} holds {dt} values; statistics files hold plain numbers")
+        with np.load(path, allow_pickle=False) as f:
             mu, sigma = f["mu"], f["sigma"]
+    except zipfile.BadZipFile as e:
+        raise ValueError(f"{path} is not a readable .npz statistics file (empty, truncated, or another format: "
+                         f"{e})") from e
+    except (EOFError, zipfile.LargeZipFile) as e:
+        raise ValueError(f"{path} is not a readable .npz statistics file ({type(e).__name__}: {e})") from e
     except ValueError as e:
         if "allow_pickle" in str(e):
             raise ValueError(f"{path} holds pickled objects; statistics files must hold plain arrays") from e
         raise
-    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
-        raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape} are not (d,) and (d, d)")
     return mu.astype(np.float64), sigma.astype(np.float64)
