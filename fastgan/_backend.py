@@ -135,10 +135,17 @@ def _unavailable_reason(backend, device, dtype, op):
     return None
 
 
+def _name(backend, where: str) -> str:
+    if not isinstance(backend, str):
+        raise TypeError(f"{where}: the backend is a name, one of {', '.join(BACKENDS)} or 'auto' (or None for the "
+                        f"default), got {backend!r}")
+    return backend.strip().lower()
+
+
 def requested(explicit: str | None = None) -> str:
     """The backend name asked for (argument, then use_backend, then FASTGAN_BACKEND), 'auto' if none."""
     if explicit is not None:
-        return explicit.strip().lower()
+        return _name(explicit, "backend=")
     chosen = getattr(_state, "backend", None)
     if chosen is not None:
         return chosen
@@ -168,10 +175,11 @@ class use_backend:
     """
 
     def __init__(self, backend: str | None):
-        if backend is not None and backend.strip().lower() not in (*BACKENDS, "auto"):
+        name = None if backend is None else _name(backend, "use_backend")
+        if name is not None and name not in (*BACKENDS, "auto"):
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)} or 'auto'")
         self._previous = getattr(_state, "backend", None)
-        _state.backend = None if backend is None else backend.strip().lower()
+        _state.backend = name
 
     def __enter__(self):
         return self

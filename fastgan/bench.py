@@ -80,6 +80,7 @@ class Case:
     rate_reference: str | None = None  # implementation whose TFLOP/s the primary's is compared with
     check: Callable | None = None  # check(impls) -> dict, once before timing; a "flag" entry marks the case
     finish: Callable | None = None  # finish(rec), after the derived numbers: e.g. records met targets
+    skip: str | None = None  # a status to record instead of running the case (why it is not run)
 
 
 def datasheet_bandwidth(device_name: str | None) -> tuple[str, float] | None:
@@ -302,7 +303,9 @@ def run(cases: list[Case], out_dir: str | os.PathLike, *, budget_s: float = 420.
     for i, case in enumerate(cases, 1):
         rec = _record(case)
         report["cases"].append(rec)
-        if case.device == "cuda" and not cuda:
+        if case.skip:
+            rec["status"] = case.skip
+        elif case.device == "cuda" and not cuda:
             rec["status"] = NOT_RUN
         elif time.monotonic() - start > budget_s:
             rec["status"] = SKIPPED
@@ -534,22 +537,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             suite.add_arguments(parser)
 
 
+CPU_CASES_NEED_SUITE = "not run: timed on the CPU only when its suite is asked for (--suite {suite})"
+
+
 def main(args: argparse.Namespace, command: str = "fastgan bench") -> int:
     """Run ``fastgan bench`` with parsed arguments."""
     from . import bench_suites
 
+    if not args.budget_s > 0:
+        print(f"fastgan bench: error: --budget-s must be a positive number of seconds, got {args.budget_s:g}",
+              file=sys.stderr)
+        return 2
     names = list(OrderedDict.fromkeys(args.suite or bench_suites.DEFAULT_SUITES))
     dtypes = (args.dtype,) if args.dtype else DTYPES
+    gpu = torch.cuda.is_available()
     cases, suites = [], OrderedDict()
     for name in names:
         suite = bench_suites.load(name)
         if hasattr(suite, "configure"):
             suite.configure(args)
         suites[name] = suite.describe()
-        cases += suite.cases(device="cuda", dtypes=dtypes)
-    run(cases, args.out, budget_s=args.budget_s, quick=args.quick, with_compile=not args.no_compile,
-        command=command, suites=suites)
+        for case in suite.cases(device="cuda", dtypes=dtypes):
+            # without a GPU and without --suite, the CPU timings (minutes) are left to an explicit request
+            if case.device == "cpu" and not gpu and not args.suite:
+                case.skip = CPU_CASES_NEED_SUITE.format(suite=name)
+            cases.append(case)
+    report = run(cases, args.out, budget_s=args.budget_s, quick=args.quick, with_compile=not args.no_compile,
+                 command=command, suites=suites)
+    print(closing_lines(report, args.out, names), file=sys.stderr)
     return 0
+
+
+def closing_lines(report: dict, out_dir, suites) -> str:
+    """What a user needs after a run: where the files are, what was not written or not run, and why."""
+    chart = report.get("chart") or ""
+    written = ["results.md", "results.json"] + ([] if chart.startswith("not written") else ["results.png"])
+    lines = [f"wrote {', '.join(written[:-1])} and {written[-1]} to {Path(out_dir)}"]
+    if chart.startswith("not written"):
+        why = chart[len("not written: "):]
+        hint = " (pip install 'fastgan[bench]')" if "matplotlib" in chart else ""
+        lines.append(f"results.png not written: {why}{hint}")
+    if report["env"]["gpu"] is None:
+        timed = [r for r in report["cases"] if "best_fastgan" in r]
+        lines.append("No CUDA device here: " + ("the GPU cases were not timed; " if timed else "nothing was timed; ")
+                     + "the table gives each case's byte floor and its floor time at H100/H200 bandwidth, to judge "
+                       "a GPU run by.")
+        cpu_left = [r for r in report["cases"] if str(r.get("status", "")).startswith("not run: timed on the CPU")]
+        if cpu_left:
+            lines.append("On this CPU, `fastgan bench --suite fid` times the Frechet distance against scipy's sqrtm "
+                         "and torch's eigvals (several minutes on 2 cores).")
+    return "\n".join(lines)
 
 
 def command_line(argv) -> str:

@@ -68,3 +68,14 @@ def test_op_call_honours_explicit_backend_error():
     u, v = torch.randn(4), torch.randn(3)
     with pytest.raises(_backend.BackendUnavailable, match="cuda"):
         fastgan.spectral_normalize(w, u, v, backend="cuda")
+
+
+def test_a_backend_that_is_not_a_name_is_a_type_error():
+    import fastgan
+
+    for bad in (3, ["torch"], b"torch"):
+        with pytest.raises(TypeError, match="the backend is a name"):
+            fastgan.use_backend(bad)
+        with pytest.raises(TypeError, match="the backend is a name"):
+            fastgan.conditional_batch_norm(torch.randn(2, 3, 4, 4), backend=bad)
+    assert fastgan.current_backend() in ("auto", "torch", "triton", "cuda")

@@ -61,9 +61,9 @@ def test_info_reports_versions_and_the_backend_auto_picks():
 
 
 def test_bench_without_gpu_writes_floors_for_every_case(tmp_path):
-    args = ["bench", "--out", str(tmp_path)]
+    args = ["bench", "--suite", "spectral_norm", "--out", str(tmp_path)]
     if torch.cuda.is_available():
-        args += ["--budget-s", "0"]  # this test checks the report, not timings
+        args += ["--budget-s", "0.001"]  # this test checks the report, not timings
     proc = _fastgan(*args)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "results.md").is_file()
@@ -99,6 +99,33 @@ def test_bench_without_gpu_writes_floors_for_every_case(tmp_path):
     assert "| BigGAN-128 D power iteration | float32 |" in md.replace("| spectral_norm ", "")
     assert f"{sets['SNGAN-32 D']['params']:,} parameters" in md
     assert proc.stdout.strip().endswith(md.strip().splitlines()[-1])  # the table is printed last
+
+
+def test_bench_by_default_covers_every_suite_and_says_what_it_wrote(tmp_path):
+    from fastgan.bench_suites import SUITES
+
+    args = ["bench", "--out", str(tmp_path)]
+    if torch.cuda.is_available():
+        args += ["--budget-s", "0.001"]
+    proc = _fastgan(*args)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert list(report["suites"]) == list(SUITES) and {r["suite"] for r in report["cases"]} == set(SUITES)
+    assert f"to {tmp_path}" in proc.stderr and "results.md" in proc.stderr
+    if not torch.cuda.is_available():
+        cpu = [r for r in report["cases"] if r["name"].endswith("(CPU)")]
+        assert cpu and all("--suite fid" in r["status"] for r in cpu), "CPU timings wait for --suite fid"
+        assert "No CUDA device here" in proc.stderr and "fastgan bench --suite fid" in proc.stderr
+    chart = report["chart"]
+    assert ("results.png not written" in proc.stderr) == chart.startswith("not written")
+    if "matplotlib" in chart:
+        assert "pip install 'fastgan[bench]'" in proc.stderr
+
+
+def test_bench_refuses_a_budget_that_runs_nothing(tmp_path):
+    proc = _fastgan("bench", "--out", str(tmp_path), "--budget-s", "-1")
+    assert proc.returncode == 2 and "--budget-s must be a positive number" in proc.stderr
+    assert not (tmp_path / "results.json").exists()
 
 
 def _case(name, impls):
