@@ -158,13 +158,36 @@ __global__ void __launch_bounds__(COLS_TX* COLS_TY)
   }
 }
 
-// The 2-norm of a vector of `length` values from its largest |value| and the sum of its squares scaled by it, as
-// torch's float32 norm gives it: no underflow on the way, and inf where the plain sum of squares overflows float32,
-// as it does for torch (except for one value, whose norm torch takes as its absolute value).
-__device__ __forceinline__ float torch_norm(float scaled_sum, float vmax, int64_t length) {
-  const float n = vmax * sqrtf(scaled_sum);
-  return n > 1.8446742974197924e19f && length > 1 ? INFINITY : n;
+// (The 2-norm of x[0, n) as torch's float32 norm gives it, max |x|), computed by the whole block: the sum of squares
+// is taken of x / max|x|, so nothing underflows on the way, and the result is what the plain sum gives: NaN if x
+// holds a NaN, inf if it holds an infinity or the plain sum of squares overflows float32 (except for one value,
+// whose norm torch takes as its absolute value). Threads read back what they wrote: x may be written just before.
+struct Norm {
+  float norm, vmax;
+};
+
+__device__ __forceinline__ Norm torch_norm(const float* x, int64_t n, float* smem) {
+  float vmax = 0.f;
+  int nan = 0;
+  for (int64_t i = threadIdx.x; i < n; i += FIN_THREADS) {
+    vmax = fmaxf(vmax, fabsf(x[i]));  // fmaxf ignores NaN
+    nan |= isnan(x[i]);
+  }
+  vmax = block_max(vmax, smem);
+  nan = __syncthreads_or(nan);
+  const float inv = vmax > 0.f ? 1.f / vmax : 0.f;
+  float acc = 0.f;
+  for (int64_t i = threadIdx.x; i < n; i += FIN_THREADS) {
+    const float t = x[i] * inv;
+    acc += t * t;
+  }
+  float norm = vmax * sqrtf(block_sum(acc, smem));
+  if ((norm > 1.8446742974197924e19f && n > 1) || vmax == INFINITY) norm = INFINITY;
+  return {nan ? NAN : norm, vmax};
 }
+
+// max(n, eps) as torch's clamp_min: NaN stays NaN (a NaN weight gives NaN u, v and sigma, as in torch).
+__device__ __forceinline__ float floor_eps(float n, float eps) { return isnan(n) ? n : fmaxf(n, eps); }
 
 template <bool EVAL>
 __global__ void __launch_bounds__(FIN_THREADS)
@@ -180,8 +203,8 @@ __global__ void __launch_bounds__(FIN_THREADS)
   float* zp = scratch + m[ZP_OFF];
   float* su = state + m[SU_OFF];
   float* sv = state + m[SV_OFF];
-  float acc = 0.f;
   if constexpr (EVAL) {
+    float acc = 0.f;
     for (int64_t r = threadIdx.x; r < rows; r += FIN_THREADS) {
       acc += u[r] * y[r];
       su[r] = u[r];
@@ -190,48 +213,34 @@ __global__ void __launch_bounds__(FIN_THREADS)
     const float sigma = block_sum(acc, smem);
     if (threadIdx.x == 0) state[g] = sigma;
   } else {
-    // |.| as torch's float32 norm (torch_norm): u = y / max(|y|, eps); z' = z / max(|y|, eps) = W^T u (0 where |y|
-    // overflows, as W^T u is there); v = z' / max(|z'|, eps); sigma = |z'| (|z'| / max(|z'|, eps)) = u . W v.
-    for (int64_t r = threadIdx.x; r < rows; r += FIN_THREADS) acc = fmaxf(acc, fabsf(y[r]));
-    const float y_max = block_max(acc, smem);
-    const float y_inv = y_max > 0.f ? 1.f / y_max : 0.f;
-    acc = 0.f;
-    for (int64_t r = threadIdx.x; r < rows; r += FIN_THREADS) {
-      const float t = y[r] * y_inv;
-      acc += t * t;
-    }
-    const float s_y = fmaxf(torch_norm(block_sum(acc, smem), y_max, rows), eps);
+    // u = y / max(|y|, eps); z' = W^T u; v = z' / max(|z'|, eps); sigma = u . W v = |z'| (|z'| / max(|z'|, eps)),
+    // which underflows only where sigma itself does. Overflow, NaN and infinities come out as torch's.
+    const float s_y = floor_eps(torch_norm(y, rows, smem).norm, eps);
     for (int64_t r = threadIdx.x; r < rows; r += FIN_THREADS) {
       const float ur = y[r] / s_y;
       u[r] = ur;
       su[r] = ur;
     }
-    // z' = sum over row blocks of partial_b * (scale_b / s_y); 0 where |y| overflows
+    // z' = sum over row blocks of partial_b * (scale_b / s_y): 0 where |y| overflowed from finite values
+    // (scale_b / inf), as torch's u is 0 there; NaN where y holds an infinity (inf / inf), as torch's u does
     const float* zs = zp + n_rb * cols;
-    const bool y_finite = s_y < INFINITY;
-    float zmax = 0.f;
     for (int64_t c = threadIdx.x; c < cols; c += FIN_THREADS) {
       float z = 0.f;
       for (int64_t b = 0; b < n_rb; ++b) z += zp[b * cols + c] * (zs[b] / s_y);
-      z = y_finite ? z : 0.f;
-      zp[c] = z;  // the first partial row now holds z' (same thread reads it back below)
-      zmax = fmaxf(zmax, fabsf(z));
+      zp[c] = z;  // the first partial row now holds z'
     }
-    const float z_max = block_max(zmax, smem);
-    const float z_inv = z_max > 0.f ? 1.f / z_max : 0.f;
-    float zacc = 0.f;
-    for (int64_t c = threadIdx.x; c < cols; c += FIN_THREADS) {
-      const float t = zp[c] * z_inv;
-      zacc += t * t;
-    }
-    const float n_z = torch_norm(block_sum(zacc, smem), z_max, cols);
-    const float s_z = fmaxf(n_z, eps);
+    __syncthreads();
+    const Norm nz = torch_norm(zp, cols, smem);
+    const float s_z = floor_eps(nz.norm, eps);
     for (int64_t c = threadIdx.x; c < cols; c += FIN_THREADS) {
       const float vc = zp[c] / s_z;
       v[c] = vc;
       sv[c] = vc;
     }
-    if (threadIdx.x == 0) state[g] = n_z < INFINITY ? n_z * (n_z / s_z) : 0.f;
+    // where |z'| overflowed from finite values, v is 0 (as torch's) and so is u . W v; an infinite z' gives NaN
+    if (threadIdx.x == 0) {
+      state[g] = nz.norm == INFINITY ? (nz.vmax == INFINITY ? NAN : 0.f) : nz.norm * (nz.norm / s_z);
+    }
   }
 }
 

@@ -20,6 +20,19 @@ except ImportError:
     pass
 
 
+try:  # the fuzz profiles (tests/test_fuzz.py): FASTGAN_FUZZ=ci (default, fixed examples) or long (by hand)
+    from hypothesis import HealthCheck, settings
+
+    _quiet = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+    settings.register_profile("ci", max_examples=30, deadline=None, derandomize=True, suppress_health_check=_quiet,
+                              print_blob=True)
+    settings.register_profile("long", max_examples=1000, deadline=None, suppress_health_check=_quiet,
+                              print_blob=True)
+    settings.load_profile(os.environ.get("FASTGAN_FUZZ", "ci"))
+except ImportError:
+    pass
+
+
 def pytest_collection_modifyitems(config, items):
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device (run bench/device_check.sh on a GPU machine)")
     for item in items:

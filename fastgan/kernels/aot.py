@@ -23,11 +23,16 @@ KERNEL_MODULES = ("fastgan.kernels.spectral_norm", "fastgan.kernels.feature_stat
                   "fastgan.kernels.cond_batch_norm")
 
 
-def _configs():
+def configs():
+    """(kernel, signature, constexprs, options) of every configuration the modules launch. A module's
+    launch_configs() gives (kernel, signature, constexprs[, num_warps or options]); options may hold num_warps,
+    num_stages and archs, the compute capabilities the configuration is launched on (default: every arch)."""
     import importlib
 
     for name in KERNEL_MODULES:
-        yield from importlib.import_module(name).launch_configs()
+        for kernel, signature, constexprs, *rest in importlib.import_module(name).launch_configs():
+            options = rest[0] if rest else {}
+            yield kernel, signature, constexprs, {"num_warps": options} if isinstance(options, int) else options
 
 
 def _ptxas_report(ptx: str, arch: str) -> dict:
@@ -55,16 +60,20 @@ def compile_all(archs=(80, 90)) -> list[dict]:
     from triton.compiler import ASTSource
 
     records = []
-    for kernel, signature, constexprs, num_warps in _configs():
+    for kernel, signature, constexprs, options in configs():
         full = {name: ("constexpr" if name in constexprs else signature[name]) for name in kernel.arg_names}
         # launched tensors are 16-byte aligned, as Triton's launcher specialises them
         attrs = {(i,): [["tt.divisibility", 16]] for i, t in enumerate(full.values()) if t.startswith("*")}
+        compile_options = {k: v for k, v in options.items() if k != "archs"}
+        compile_options.setdefault("num_warps", 4)
         for cc in archs:
-            rec = {"kernel": kernel.__name__, "arch": f"sm_{cc}", "num_warps": num_warps,
+            if cc not in options.get("archs", (cc,)):
+                continue
+            rec = {"kernel": kernel.__name__, "arch": f"sm_{cc}", "num_warps": compile_options["num_warps"],
                    "constexprs": {k: str(v) for k, v in constexprs.items()}}
             try:
                 src = ASTSource(fn=kernel, signature=full, constexprs=constexprs, attrs=attrs)
-                compiled = triton.compile(src, target=GPUTarget("cuda", cc, 32), options={"num_warps": num_warps})
+                compiled = triton.compile(src, target=GPUTarget("cuda", cc, 32), options=compile_options)
                 ptx = compiled.asm["ptx"]
                 target = re.search(r"\.target\s+(sm_\w+)", ptx).group(1)
                 rep = _ptxas_report(ptx, target)

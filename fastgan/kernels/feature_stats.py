@@ -20,12 +20,12 @@ from . import _interpreter_compat
 
 _interpreter_compat.install()
 
-BLOCK_M = 64
-BLOCK_K = 32
-NUM_WARPS = 4
-NUM_STAGES = 3
-# Measured on an H200 (bench/tune_feature_stats.py, b=1024, d=2048): full float32 FMA ("ieee") with these blocks
-# gave 36.6 useful TFLOP/s, 72% of cuBLAS float32; three TF32 passes ("tf32x3") gave at most 27.3.
+# (BLOCK, BLOCK_K, num_warps, num_stages) by GPU generation (compute capability major, 8 for sm_80-sm_89).
+# sm_90: measured on an H200 (bench/tune_feature_stats.py, b=1024, d=2048): full float32 FMA ("ieee") with these
+# blocks gave 36.6 useful TFLOP/s, 72% of cuBLAS float32; three TF32 passes ("tf32x3") gave at most 27.3.
+# sm_80: not measured; BLOCK_K 16, because with 32 Triton 3.9 spills on sm_80 (255 registers, 104 bytes spilled)
+# where 3.6 did not (233 registers): 16 compiles to 159-185 registers on both.
+CONFIGS = {9: (64, 32, 4, 3), 8: (64, 16, 4, 3)}
 PRECISION = "ieee"
 _TL = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
 
@@ -63,21 +63,30 @@ def _centered_gram_kernel(x_ptr, mb_ptr, delta_ptr, m2_ptr, B, D, stride_x, coef
     tl.store(out, m2 + acc + coef * d_i[:, None] * d_j[None, :], mask=mask)
 
 
+def _generation(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 9  # the interpreter: any configuration computes the same
+    return 9 if torch.cuda.get_device_capability(device)[0] >= 9 else 8
+
+
 def centered_gram_update(x: torch.Tensor, batch_mean: torch.Tensor, delta: torch.Tensor, m2: torch.Tensor,
                          coef: float) -> None:
     """m2 (upper triangle) += (x - batch_mean)^T (x - batch_mean) + coef * delta delta^T; x is (b, d)."""
     b, d = x.shape
-    grid = (triton.cdiv(d, BLOCK_M), triton.cdiv(d, BLOCK_M))
+    block, block_k, num_warps, num_stages = CONFIGS[_generation(x.device)]
+    grid = (triton.cdiv(d, block), triton.cdiv(d, block))
     _centered_gram_kernel[grid](x, batch_mean, delta, m2, b, d, x.stride(0), coef, X_DTYPE=_TL[x.dtype],
-                                BLOCK=BLOCK_M, BLOCK_K=BLOCK_K, PRECISION=PRECISION, num_warps=NUM_WARPS,
-                                num_stages=NUM_STAGES)
+                                BLOCK=block, BLOCK_K=block_k, PRECISION=PRECISION, num_warps=num_warps,
+                                num_stages=num_stages)
 
 
 def launch_configs():
-    """Every (kernel, signature, constexprs, num_warps) launched above, for AOT compilation."""
+    """Every (kernel, signature, constexprs, options) launched above, for AOT compilation; each configuration is
+    compiled for the architecture it is launched on."""
     ptr = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16"}
-    return [(_centered_gram_kernel,
-             {"x_ptr": ptr[dt], "mb_ptr": "*fp32", "delta_ptr": "*fp32", "m2_ptr": "*fp32", "B": "i32", "D": "i32",
-              "stride_x": "i32", "coef": "fp32"},
-             {"X_DTYPE": tdt, "BLOCK": BLOCK_M, "BLOCK_K": BLOCK_K, "PRECISION": PRECISION}, NUM_WARPS)
-            for dt, tdt in _TL.items()]
+    sig = {"mb_ptr": "*fp32", "delta_ptr": "*fp32", "m2_ptr": "*fp32", "B": "i32", "D": "i32", "stride_x": "i32",
+           "coef": "fp32"}
+    return [(_centered_gram_kernel, {"x_ptr": ptr[dt], **sig},
+             {"X_DTYPE": tdt, "BLOCK": block, "BLOCK_K": block_k, "PRECISION": PRECISION},
+             {"num_warps": nw, "num_stages": ns, "archs": (10 * gen,)})
+            for gen, (block, block_k, nw, ns) in CONFIGS.items() for dt, tdt in _TL.items()]

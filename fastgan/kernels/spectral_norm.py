@@ -178,13 +178,40 @@ def _sn_cols_kernel(meta, tiles, scratch, W_DTYPE: tl.constexpr, HAS_OUTER: tl.c
 
 
 @triton.jit
-def _torch_norm(scaled_sum, vmax, length):
-    """The 2-norm of a vector of ``length`` values from its largest |value| and the sum of its squares scaled by it,
-    as torch's float32 norm gives it: no underflow on the way (the sum is of values in [0, 1]), and inf where the
-    plain sum of squares overflows float32, as it does for torch (except for one value, whose norm torch takes as
-    its absolute value)."""
-    n = vmax * tl.sqrt(scaled_sum)
-    return tl.where((n > _SQRT_FLT_MAX) & (length > 1), float("inf"), n)
+def _max_abs(ptr, n, BLOCK: tl.constexpr):
+    """(max |x|, whether x holds a NaN) over x[0, n): the max ignores NaN."""
+    offs = tl.arange(0, BLOCK)
+    vmax = tl.zeros([BLOCK], dtype=tl.float32)
+    nan = tl.zeros([BLOCK], dtype=tl.int32)
+    for i0 in range(0, n, BLOCK):
+        x = tl.load(ptr + i0 + offs, mask=i0 + offs < n, other=0.0)
+        vmax = tl.maximum(vmax, tl.abs(x))
+        nan = tl.maximum(nan, (x != x).to(tl.int32))
+    return tl.max(vmax, axis=0), tl.max(nan, axis=0) > 0
+
+
+@triton.jit
+def _torch_norm(ptr, n, BLOCK: tl.constexpr):
+    """(the 2-norm of x[0, n) as torch's float32 norm gives it, max |x|): the sum of squares is taken of x / max|x|,
+    so nothing underflows on the way, and the result is what the plain sum gives: NaN if x holds a NaN, inf if
+    it holds an infinity or the plain sum of squares overflows float32 (except for one value, whose norm torch
+    takes as its absolute value)."""
+    vmax, nan = _max_abs(ptr, n, BLOCK)
+    inv = tl.where(vmax > 0, 1.0 / vmax, 0.0)
+    offs = tl.arange(0, BLOCK)
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for i0 in range(0, n, BLOCK):
+        x = tl.load(ptr + i0 + offs, mask=i0 + offs < n, other=0.0) * inv
+        acc += x * x
+    norm = vmax * tl.sqrt(tl.sum(acc, axis=0))
+    norm = tl.where(((norm > _SQRT_FLT_MAX) & (n > 1)) | (vmax == float("inf")), float("inf"), norm)
+    return tl.where(nan, float("nan"), norm), vmax
+
+
+@triton.jit
+def _floor_eps(n, eps):
+    """max(n, eps) as torch's clamp_min: NaN stays NaN (a NaN weight gives NaN u, v and sigma, as in torch)."""
+    return tl.where(n != n, n, tl.maximum(n, eps))
 
 
 @triton.jit
@@ -193,8 +220,8 @@ def _sn_finalize_kernel(meta, scratch, state, eps, EVAL: tl.constexpr, BLOCK: tl
 
     EVAL (no iteration): sigma = u . (W v) with y = W v from the rows pass; u and v are only snapshotted.
     Otherwise, with |.| as torch's float32 norm (``_torch_norm``): u = y / max(|y|, eps); z' = z / max(|y|, eps) is
-    W^T u (0 where |y| overflows, as W^T u is there); v = z' / max(|z'|, eps); sigma = u . W v = |z'|^2 / max(|z'|,
-    eps), evaluated as |z'| (|z'| / max(|z'|, eps)) so that it underflows only where sigma itself does.
+    W^T u; v = z' / max(|z'|, eps); sigma = u . W v = |z'|^2 / max(|z'|, eps), evaluated as |z'| (|z'| / max(|z'|,
+    eps)) so that it underflows only where sigma itself does. Overflow, NaN and infinities come out as torch's.
     """
     g = tl.program_id(0)
     m = meta + g * _NF
@@ -208,8 +235,8 @@ def _sn_finalize_kernel(meta, scratch, state, eps, EVAL: tl.constexpr, BLOCK: tl
     su_ptr = state + tl.load(m + M_SU_OFF)
     sv_ptr = state + tl.load(m + M_SV_OFF)
     offs = tl.arange(0, BLOCK)
-    acc = tl.zeros([BLOCK], dtype=tl.float32)
     if EVAL:
+        acc = tl.zeros([BLOCK], dtype=tl.float32)
         for r0 in range(0, R, BLOCK):
             rows = r0 + offs
             mask = rows < R
@@ -222,54 +249,36 @@ def _sn_finalize_kernel(meta, scratch, state, eps, EVAL: tl.constexpr, BLOCK: tl
             tl.store(sv_ptr + cols, tl.load(v_ptr + cols, mask=mask), mask=mask)
         tl.store(state + g, tl.sum(acc, axis=0))
     else:
-        for r0 in range(0, R, BLOCK):
-            rows = r0 + offs
-            acc = tl.maximum(acc, tl.abs(tl.load(y_ptr + rows, mask=rows < R, other=0.0)))
-        y_max = tl.max(acc, axis=0)
-        y_inv = tl.where(y_max > 0, 1.0 / y_max, 0.0)
-        acc = tl.zeros([BLOCK], dtype=tl.float32)
-        for r0 in range(0, R, BLOCK):
-            rows = r0 + offs
-            y = tl.load(y_ptr + rows, mask=rows < R, other=0.0) * y_inv
-            acc += y * y
-        s_y = tl.maximum(_torch_norm(tl.sum(acc, axis=0), y_max, R), eps)
+        s_y = _floor_eps(_torch_norm(y_ptr, R, BLOCK)[0], eps)
         for r0 in range(0, R, BLOCK):
             rows = r0 + offs
             mask = rows < R
             u = tl.load(y_ptr + rows, mask=mask, other=0.0) / s_y
             tl.store(u_ptr + rows, u, mask=mask)
             tl.store(su_ptr + rows, u, mask=mask)
-        # z' = sum over row blocks of partial_b * (scale_b / s_y); 0 where |y| overflows
+        # z' = W^T u = sum over row blocks of partial_b * (scale_b / s_y): 0 where |y| overflowed from finite values
+        # (scale_b / inf), as torch's u is 0 there; NaN where y holds an infinity (inf / inf), as torch's u does
         zs_ptr = zp_ptr + n_rb * C
-        y_finite = s_y < float("inf")
-        zmax = tl.zeros([BLOCK], dtype=tl.float32)
         for c0 in range(0, C, BLOCK):
             cols = c0 + offs
             mask = cols < C
             z = tl.zeros([BLOCK], dtype=tl.float32)
             for rb in range(0, n_rb):
                 z += tl.load(zp_ptr + rb * C + cols, mask=mask, other=0.0) * (tl.load(zs_ptr + rb) / s_y)
-            z = tl.where(y_finite, z, 0.0)
             tl.store(zp_ptr + cols, z, mask=mask)  # the first partial row now holds z'
-            zmax = tl.maximum(zmax, tl.abs(z))
         tl.debug_barrier()
-        z_max = tl.max(zmax, axis=0)
-        z_inv = tl.where(z_max > 0, 1.0 / z_max, 0.0)
-        zacc = tl.zeros([BLOCK], dtype=tl.float32)
-        for c0 in range(0, C, BLOCK):
-            cols = c0 + offs
-            z = tl.load(zp_ptr + cols, mask=cols < C, other=0.0) * z_inv
-            zacc += z * z
-        n_z = _torch_norm(tl.sum(zacc, axis=0), z_max, C)
-        s_z = tl.maximum(n_z, eps)
+        n_z, z_max = _torch_norm(zp_ptr, C, BLOCK)
+        s_z = _floor_eps(n_z, eps)
         for c0 in range(0, C, BLOCK):
             cols = c0 + offs
             mask = cols < C
             v = tl.load(zp_ptr + cols, mask=mask, other=0.0) / s_z
             tl.store(v_ptr + cols, v, mask=mask)
             tl.store(sv_ptr + cols, v, mask=mask)
-        # where |z'| overflows, v is 0 (as torch's), and so is u . W v
-        tl.store(state + g, tl.where(n_z < float("inf"), n_z * (n_z / s_z), 0.0))
+        # where |z'| overflowed from finite values, v is 0 (as torch's) and so is u . W v; an infinite z' gives NaN
+        sigma = tl.where(n_z == float("inf"), tl.where(z_max == float("inf"), float("nan"), 0.0),
+                         n_z * (n_z / s_z))
+        tl.store(state + g, sigma)
 
 
 @triton.jit

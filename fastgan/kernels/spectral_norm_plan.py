@@ -219,7 +219,7 @@ class GroupLayout:
         kw, kgeoms, copied = [], [], False
         for w, d, geom in zip(weights, self.dims, self.geoms):
             p, h, q, wc = geom
-            if not u_first and p > 1:
+            if not u_first and p != 1:  # (p = 0 for an empty weight along dim > 0)
                 m = w if d == 0 else w.movedim(d, 0)
                 w, geom, copied = m.reshape(h, wc).contiguous(), (1, h, wc, wc), True
             elif not w.is_contiguous():

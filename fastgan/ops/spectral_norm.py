@@ -95,7 +95,8 @@ def _composite_backward(grads, weights, state, layout):
         u, v = state[a:a + h], state[b:b + wc]
         wf, gf = w.to(state.dtype), gr.to(state.dtype)
         sigma = torch.dot(u, torch.mv(_matrix(wf, d, state.dtype), v))  # as a function of W, u and v constant
-        dw = gf / sigma - (gf * wf).sum() / (sigma * sigma) * _outer_like(u, v, w.shape, d)
+        # / sigma / sigma, not / sigma^2, which underflows (overflows) for sigma below 1e-19 (above 1e19)
+        dw = gf / sigma - (gf * wf).sum() / sigma / sigma * _outer_like(u, v, w.shape, d)
         out.append(dw.to(w.dtype))
     return out
 

@@ -1,0 +1,241 @@
+"""Property-based tests across backends: hypothesis draws shapes (0, 1, primes, several tiles), dtypes, layouts and
+strides, and values (ordinary, zero, constant, +-1e+-30, NaN/Inf, with and without check_finite), and every kernel
+backend (Triton under the interpreter without a GPU, Triton and CUDA with one) must give the torch reference's
+result within the dtype's tolerance, or raise the same error.
+
+Profiles (``FASTGAN_FUZZ=ci|long``, see conftest.py): ``ci`` (the default) draws a fixed, derandomised set of examples
+in well under two minutes; ``long`` draws many more, to run by hand:
+
+    FASTGAN_FUZZ=long python -m pytest tests/test_fuzz.py
+"""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, note  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import fastgan  # noqa: E402
+from fastgan.kernels import spectral_norm_plan as plan  # noqa: E402
+
+from conftest import INTERPRETING  # noqa: E402
+
+HAS_CUDA = torch.cuda.is_available()
+KERNEL_BACKENDS = (["triton", "cuda"] if HAS_CUDA else []) + (["triton"] if INTERPRETING and not HAS_CUDA else [])
+DEVICE = "cuda" if HAS_CUDA else "cpu"
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+SIZES = st.sampled_from([1, 2, 3, 5, 7, 13, 17, 40])  # 1, primes, and (with small tiles) several tiles
+# How a tensor's values are drawn: ordinary, degenerate, or non-finite.
+REGIMES = ["normal", "zero", "constant", "tiny", "huge", "nan", "inf"]
+ROUNDING = {torch.float32: 2.0 ** -24, torch.float16: 2.0 ** -11, torch.bfloat16: 2.0 ** -8}  # unit roundoff
+
+pytestmark = [pytest.mark.kernels,
+              pytest.mark.skipif(not KERNEL_BACKENDS, reason="no kernel backend here (needs TRITON_INTERPRET=1 or a "
+                                                             "GPU)")]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _small_tiles():
+    """Tiles of 256 elements: small weights still span several work items of every spectral-norm kernel."""
+    plan.TILE_ELEMS_OVERRIDE = 256
+    plan.clear_cache()
+    yield
+    plan.TILE_ELEMS_OVERRIDE = None
+    plan.clear_cache()
+
+
+def _values(draw, shape, dtype, regime, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g, dtype=torch.float64)
+    if regime == "zero":
+        x.zero_()
+    elif regime == "constant":
+        x.fill_(draw(st.sampled_from([0.5, -3.0, 1e4])))
+    elif regime == "tiny":
+        x *= 1e-30
+    elif regime == "huge":
+        x *= 1e30
+    elif regime in ("nan", "inf") and x.numel():
+        x.view(-1)[draw(st.integers(0, x.numel() - 1))] = float("nan") if regime == "nan" else -float("inf")
+    return x.to(dtype)
+
+
+def _laid_out(draw, x):
+    """x as stored: contiguous, transposed in memory (last two dims), or a strided view into a wider buffer."""
+    layout = draw(st.sampled_from(["contiguous", "transposed", "strided"]))
+    if layout == "transposed" and x.dim() >= 2:
+        return x.transpose(-1, -2).contiguous().transpose(-1, -2)
+    if layout == "strided":
+        wide = torch.empty(*x.shape[:-1], 2 * x.shape[-1] + 1, dtype=x.dtype)
+        view = wide[..., 1::2]
+        view.copy_(x)
+        return view
+    return x
+
+
+def _outcome(fn):
+    """('ok', result) or ('error', type, message)."""
+    try:
+        return ("ok", fn())
+    except (ValueError, TypeError, IndexError, RuntimeError) as e:
+        return ("error", type(e).__name__, str(e))
+
+
+def _close(name, got, ref, rtol, atol=0.0):
+    """Within tolerance where the reference is finite; non-finite exactly where it is (NaN where it is NaN)."""
+    got, ref = got.double().cpu(), ref.double().cpu()
+    assert got.shape == ref.shape, f"{name}: shape {tuple(got.shape)} vs {tuple(ref.shape)}"
+    fin = torch.isfinite(ref)
+    assert torch.equal(torch.isfinite(got), fin), f"{name}: finite in one backend, not in the other"
+    assert torch.equal(torch.isnan(got), torch.isnan(ref)), f"{name}: NaN in one backend, not in the other"
+    assert torch.equal(got[~fin & ~torch.isnan(ref)], ref[~fin & ~torch.isnan(ref)]), f"{name}: infinities differ"
+    if fin.any():
+        scale = ref[fin].abs().max()
+        err = (got[fin] - ref[fin]).abs().max()
+        assert err <= rtol * scale + atol, f"{name}: max error {float(err):.3g} > {rtol:.3g} x {float(scale):.3g}"
+
+
+def _same(kernel, reference, compare):
+    note(f"reference: {reference[0]}{'' if reference[0] == 'ok' else ': ' + reference[2]}")
+    note(f"kernel: {kernel[0]}{'' if kernel[0] == 'ok' else ': ' + kernel[2]}")
+    assert kernel[0] == reference[0], f"one backend raised, the other did not: {kernel[1:] if kernel[0] == 'error' else reference[1:]}"
+    if reference[0] == "error":
+        assert kernel[1:] == reference[1:]
+    else:
+        compare(kernel[1], reference[1])
+
+
+# ---------------------------------------------------------------- spectral norm
+
+
+@st.composite
+def sn_groups(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    group = []
+    for i in range(draw(st.integers(1, 3))):
+        ndim = draw(st.integers(2, 4))
+        shape = tuple(draw(SIZES) if k < 2 else draw(st.sampled_from([1, 2, 3])) for k in range(ndim))
+        if draw(st.integers(0, 9)) == 0:  # now and then an empty weight
+            shape = (0,) + shape[1:]
+        dim = draw(st.integers(0, min(ndim - 1, 1)))
+        regime = draw(st.sampled_from(REGIMES))
+        w = _laid_out(draw, _values(draw, shape, dtype, regime, seed=draw(st.integers(0, 2**16))))
+        _, h, _, wc = plan.matrix_geometry(shape, dim)
+        g = torch.Generator().manual_seed(i)
+        u, v = F.normalize(torch.randn(h, generator=g), dim=0), F.normalize(torch.randn(wc, generator=g), dim=0)
+        group.append((w, u, v, dim, regime))
+    options = dict(n_power_iterations=draw(st.integers(0, 2)), u_first=draw(st.booleans()),
+                   check_finite=draw(st.booleans()))
+    return dtype, group, options
+
+
+def _sn_call(backend, dtype, group, options, grad_seed):
+    ws = [w.clone().to(DEVICE).requires_grad_() for w, *_ in group]
+    us = [u.clone().to(DEVICE) for _, u, *_ in group]
+    vs = [v.clone().to(DEVICE) for _, _, v, *_ in group]
+    dims = [d for *_, d, _ in group]
+    out, sigma = fastgan.spectral_normalize(ws, us, vs, dims=dims, backend=backend, **options)
+    g = torch.Generator().manual_seed(grad_seed)
+    grads = [torch.randn(o.shape, generator=g).to(DEVICE, o.dtype) for o in out]
+    torch.autograd.backward(out, grads)
+    # dW = G / sigma - <G, W/sigma> u v^T / sigma: its terms are of the size of |G| / sigma, whatever dW's own size
+    terms = [float(gr.abs().max()) / abs(float(s)) if gr.numel() and s != 0 else 0.0 for gr, s in zip(grads, sigma)]
+    return out, sigma, us, vs, [w.grad if w.grad is not None else torch.zeros_like(w) for w in ws], terms
+
+
+@given(sn_groups(), st.integers(0, 2**16))
+def test_spectral_norm_backends_agree(case, grad_seed):
+    dtype, group, options = case
+    note(f"{dtype}, {[(tuple(w.shape), w.stride(), d, r) for w, _, _, d, r in group]}, {options}")
+    reference = _outcome(lambda: _sn_call("torch", dtype, group, options, grad_seed))
+
+    def compare(got, ref):
+        out, sigma, us, vs, dws, _ = got
+        r_out, r_sigma, r_us, r_vs, r_dws, terms = ref
+        # sigma below float32's normal range (weights ~1e-30) is known to a few bits only; the normalised weights
+        # and gradients inherit its error
+        smallest = float(r_sigma[torch.isfinite(r_sigma) & (r_sigma != 0)].abs().min()) if (
+            torch.isfinite(r_sigma) & (r_sigma != 0)).any() else 1.0
+        rel = max(1e-5, 64 * 2.0 ** -149 / smallest)
+        _close("sigma", sigma, r_sigma, rel)
+        for i, (a, b) in enumerate(zip(us + vs, r_us + r_vs)):
+            _close(f"u/v {i}", a, b, 1e-4, 1e-6)
+        for i, (a, b) in enumerate(zip(out, r_out)):
+            _close(f"W/sigma {i}", a, b, 4 * ROUNDING[dtype] + rel)
+        for i, (a, b, t) in enumerate(zip(dws, r_dws, terms)):
+            tol = 8 * ROUNDING[dtype] + 4 * rel
+            _close(f"dW {i}", a, b, tol, tol * t if math.isfinite(t) else 0.0)
+
+    for backend in KERNEL_BACKENDS:
+        _same(_outcome(lambda: _sn_call(backend, dtype, group, options, grad_seed)), reference, compare)
+
+
+# ---------------------------------------------------------------- batch norm
+
+
+@st.composite
+def bn_cases(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    N, C = draw(st.sampled_from([1, 2, 3, 5])), draw(SIZES)
+    H, W = draw(st.sampled_from([0, 1, 2, 3, 7])), draw(st.sampled_from([1, 2, 5, 9]))
+    regime = draw(st.sampled_from(REGIMES))
+    x = _values(draw, (N, C, H, W), dtype, regime, seed=draw(st.integers(0, 2**16)))
+    layout = draw(st.sampled_from(["nchw", "channels_last", "strided"]))
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout == "strided":
+        x = _laid_out(draw, x)
+    g = torch.Generator().manual_seed(draw(st.integers(0, 2**16)))
+    affine = draw(st.sampled_from(["channel", "sample", "mixed", "none"]))
+    w = b = None
+    if affine != "none":
+        w = torch.randn((N, C) if affine == "sample" else (C,), generator=g) * 0.5 + 1
+        b = torch.randn((N, C) if affine in ("sample", "mixed") else (C,), generator=g) * 0.3
+    rm, rv = torch.randn(C, generator=g) * 0.1, torch.rand(C, generator=g) + 0.5
+    options = dict(training=draw(st.booleans()), activation=draw(st.sampled_from([None, "relu", "leaky_relu"])),
+                   negative_slope=0.2, check_finite=draw(st.booleans()))
+    return x, w, b, rm, rv, options
+
+
+def _bn_call(backend, x, w, b, rm, rv, options, grad_seed):
+    xx = x.clone().to(DEVICE).requires_grad_()
+    ww, bb = (t.clone().to(DEVICE).requires_grad_() if t is not None else None for t in (w, b))
+    rmean, rvar = rm.clone().to(DEVICE), rv.clone().to(DEVICE)
+    y = fastgan.conditional_batch_norm(xx, ww, bb, rmean, rvar, backend=backend, **options)
+    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(grad_seed)).to(DEVICE, y.dtype)
+    y.backward(gy)
+    grads = [t.grad if t is not None and t.grad is not None else None for t in (xx, ww, bb)]
+    return y, rmean, rvar, grads
+
+
+@given(bn_cases(), st.integers(0, 2**16))
+def test_batch_norm_backends_agree(case, grad_seed):
+    x, w, b, rm, rv, options = case
+    note(f"x {tuple(x.shape)} {x.dtype} strides {x.stride()}, weight {None if w is None else tuple(w.shape)}, "
+         f"{options}")
+    reference = _outcome(lambda: _bn_call("torch", x, w, b, rm, rv, options, grad_seed))
+    u = ROUNDING[x.dtype]
+
+    def compare(got, ref):
+        y, rmean, rvar, grads = got
+        r_y, r_rmean, r_rvar, r_grads = ref
+        assert y.stride() == r_y.stride() or y.numel() == 0, "the output is laid out like the input"
+        _close("y", y, r_y, 8 * u + 1e-5)
+        _close("running_mean", rmean, r_rmean, 1e-5, 1e-6)
+        _close("running_var", rvar, r_rvar, 1e-5, 1e-6)
+        for name, a, c in zip(("dx", "dweight", "dbias"), grads, r_grads):
+            assert (a is None) == (c is None), name
+            if a is not None:
+                _close(name, a, c, 16 * u + 1e-4)
+
+    for backend in KERNEL_BACKENDS:
+        _same(_outcome(lambda: _bn_call(backend, x, w, b, rm, rv, options, grad_seed)), reference, compare)
+
+
+def test_profiles_are_registered():
+    profile = hypothesis.settings()
+    assert profile.deadline is None and profile.max_examples >= 20
+    assert math.isfinite(profile.max_examples)
