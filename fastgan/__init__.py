@@ -1,5 +1,5 @@
 """fastgan: fused Triton and CUDA kernels for the building blocks of GANs, VAEs and PixelCNNs."""
-from . import nn
+from . import metrics, nn
 from ._backend import BackendUnavailable, current_backend, use_backend
 from .convert import (convert, from_biggan_ccbn, from_biggan_spectral_norm, from_legacy_spectral_norm,
                       from_studiogan_cbn, to_biggan_ccbn, to_studiogan_cbn)
@@ -8,6 +8,6 @@ from .ops import conditional_batch_norm, spectral_norm_power_iteration_, spectra
 __version__ = "0.1.0"
 
 __all__ = ["BackendUnavailable", "conditional_batch_norm", "convert", "current_backend", "from_biggan_ccbn",
-           "from_biggan_spectral_norm", "from_legacy_spectral_norm", "from_studiogan_cbn", "nn",
+           "from_biggan_spectral_norm", "from_legacy_spectral_norm", "from_studiogan_cbn", "metrics", "nn",
            "spectral_norm_power_iteration_", "spectral_normalize", "to_biggan_ccbn", "to_studiogan_cbn",
            "use_backend", "__version__"]

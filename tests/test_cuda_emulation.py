@@ -19,7 +19,7 @@ from typing import NamedTuple
 import pytest
 import torch
 
-pytestmark = pytest.mark.emulation
+pytestmark = [pytest.mark.emulation, pytest.mark.no_triton]
 
 ROOT = Path(__file__).resolve().parents[1]
 CSRC = ROOT / "csrc"

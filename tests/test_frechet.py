@@ -43,6 +43,7 @@ def test_matches_pytorch_fid(spectrum, d, n):
     assert abs(ours - expected) <= 1e-6 * abs(expected)
 
 
+@pytest.mark.no_triton
 def test_matches_pytorch_fid_at_inception_size():
     """d = 2048, power-law spectrum, both sets of full rank: the size FID is computed at."""
     rng = np.random.default_rng(0)

@@ -12,6 +12,8 @@ from fastgan.metrics.inception import (FIDInceptionA, FIDInceptionC, FIDInceptio
                                        FIDInceptionV3, InceptionB, InceptionD, InceptionWeightsError,
                                        InceptionWeightsNotFoundError, fid_inception_v3)
 
+pytestmark = pytest.mark.no_triton  # (CI runs these on one Triton release)
+
 # Every entry of pytorch-fid's pt_inception-2015-12-05-6726825d.pth, with its shape. Derived, not read from
 # fastgan: each conv's (out, in, kh, kw) was written from the constructor arguments of torchvision's Inception3
 # (pytorch/vision, torchvision/models/inception.py: BasicConv2d = Conv2d(bias=False) + BatchNorm2d(eps=0.001);
