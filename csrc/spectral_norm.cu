@@ -325,6 +325,32 @@ __global__ void __launch_bounds__(ELEM_THREADS)
   }
 }
 
+void launch_finalize(bool eval, const int64_t* mt, float* scr, float* st, int64_t groups, float eps, cudaStream_t s) {
+  if (eval)
+    finalize_kernel<true><<<groups, FIN_THREADS, 0, s>>>(mt, scr, st, eps);
+  else
+    finalize_kernel<false><<<groups, FIN_THREADS, 0, s>>>(mt, scr, st, eps);
+  check_launch("spectral norm finalize");
+}
+
+// One power-iteration sequence over the group, for one weight dtype and column layout.
+template <typename T, bool HAS_OUTER, bool UNIT_SC>
+void power_iterations(const int64_t* mt, const int64_t* rt, int64_t n_rows_tiles, const int64_t* ct,
+                      int64_t n_cols_tiles, int64_t groups, float* scr, float* st, int64_t n_iter, float eps,
+                      cudaStream_t s) {
+  for (int64_t it = 0; it < (n_iter > 0 ? n_iter : 1); ++it) {
+    if (n_rows_tiles > 0) {  // none when every weight has no rows (empty weights)
+      rows_kernel<T, HAS_OUTER, UNIT_SC><<<n_rows_tiles, ROWS_THREADS, 0, s>>>(mt, rt, scr);
+      check_launch("spectral norm rows pass");
+    }
+    if (n_iter > 0 && n_cols_tiles > 0) {
+      cols_kernel<T, HAS_OUTER, UNIT_SC><<<n_cols_tiles, dim3(COLS_TX, COLS_TY), 0, s>>>(mt, ct, scr);
+      check_launch("spectral norm column pass");
+    }
+    launch_finalize(n_iter == 0, mt, scr, st, groups, eps, s);
+  }
+}
+
 }  // namespace sn
 
 void sn_power_iteration(uintptr_t meta, uintptr_t rows_tiles, int64_t n_rows_tiles, uintptr_t cols_tiles,
@@ -338,32 +364,15 @@ void sn_power_iteration(uintptr_t meta, uintptr_t rows_tiles, int64_t n_rows_til
   auto* ct = reinterpret_cast<const int64_t*>(cols_tiles);
   auto* scr = reinterpret_cast<float*>(scratch);
   auto* st = reinterpret_cast<float*>(state);
+  const float e = static_cast<float>(eps);
   dispatch_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
-    auto launch = [&](auto rows_k, auto cols_k) {
-      for (int64_t it = 0; it < (n_iter > 0 ? n_iter : 1); ++it) {
-        if (n_rows_tiles > 0) {  // none when every weight has no rows (empty weights)
-          rows_k<<<n_rows_tiles, ROWS_THREADS, 0, s>>>(mt, rt, scr);
-          check_launch("spectral norm rows pass");
-        }
-        if (n_iter > 0) {
-          if (n_cols_tiles > 0) {
-            cols_k<<<n_cols_tiles, dim3(COLS_TX, COLS_TY), 0, s>>>(mt, ct, scr);
-            check_launch("spectral norm column pass");
-          }
-          finalize_kernel<false><<<groups, FIN_THREADS, 0, s>>>(mt, scr, st, static_cast<float>(eps));
-        } else {
-          finalize_kernel<true><<<groups, FIN_THREADS, 0, s>>>(mt, scr, st, static_cast<float>(eps));
-        }
-        check_launch("spectral norm finalize");
-      }
-    };
     if (has_outer)
-      launch(rows_kernel<T, true, true>, cols_kernel<T, true, true>);
+      power_iterations<T, true, true>(mt, rt, n_rows_tiles, ct, n_cols_tiles, groups, scr, st, n_iter, e, s);
     else if (unit_sc)
-      launch(rows_kernel<T, false, true>, cols_kernel<T, false, true>);
+      power_iterations<T, false, true>(mt, rt, n_rows_tiles, ct, n_cols_tiles, groups, scr, st, n_iter, e, s);
     else
-      launch(rows_kernel<T, false, false>, cols_kernel<T, false, false>);
+      power_iterations<T, false, false>(mt, rt, n_rows_tiles, ct, n_cols_tiles, groups, scr, st, n_iter, e, s);
   });
 }
 

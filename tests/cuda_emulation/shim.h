@@ -1,15 +1,18 @@
-// Host emulation of the CUDA features csrc/cond_batch_norm.cu uses, so that its kernels and host entry points
-// compile with g++ (-std=c++20 -pthread) and run on the CPU. tests/test_cuda_emulation.py builds the translation
-// unit: this header, then the .cu with every `kernel<<<grid, block, smem, stream>>>(args);` rewritten into
-// `emu::launch<&kernel>(dim3(grid), dim3(block), smem, stream, args);`, then extern "C" wrappers of the entry
-// points.
+// Host emulation of the CUDA features fastgan's kernels use (csrc/cond_batch_norm.cu, csrc/spectral_norm.cu), so
+// that the kernels and host entry points compile with g++ (-std=c++20 -pthread) and run on the CPU.
+// tests/cuda_emulation/emulate.py builds the translation unit: this header, then the .cu with every
+// `kernel<<<grid, block, smem, stream>>>(args);` rewritten into `emu::launch<&kernel>(dim3(grid), dim3(block), smem,
+// stream, args);`, then extern "C" wrappers of the entry points.
 //
 // What it emulates:
-//   - Launches: the blocks of a 1-D grid run one after another; each block runs one std::thread per CUDA thread.
-//     The arguments are converted to the kernel's parameter types once per launch, as a launch copies them.
-//     threadIdx and blockIdx are per thread, blockDim and gridDim are set for the launch.
-//   - __syncthreads: a barrier over the block's threads. Checked: at each barrier every thread of the block that
-//     has not exited waits at the same call (source line and column), and no thread exits while others wait.
+//   - Launches: the blocks of a 1-D grid run one after another; each block (1-D or 2-D) runs one std::thread per
+//     CUDA thread. The arguments are converted to the kernel's parameter types once per launch, as a launch copies
+//     them. threadIdx and blockIdx are per thread, blockDim and gridDim are set for the launch; warps are formed
+//     from consecutive linear thread indices (x fastest), as on the GPU.
+//   - __syncthreads and __syncthreads_or: a barrier over the block's threads. Checked: at each barrier every thread
+//     of the block that has not exited waits at the same call (source line and column), and no thread exits while
+//     others wait.
+//   - __ldg: a plain load.
 //   - __shfl_xor_sync (values of up to 8 bytes, width 32): an exchange through a per-warp buffer and a barrier
 //     over the warp.
 //     Checked: the mask is exactly the lanes of the warp (all 32, or those of a block's last, partial warp), the
@@ -34,8 +37,8 @@
 //     no lockstep execution, and code that relies on implicit warp synchrony is not checked.
 //   - Shared memory is not cleared or poisoned between blocks: a block that reads shared memory before writing it
 //     may see the previous block's values.
-//   - No streams (everything is synchronous), no 2-D or 3-D grids or blocks, no dynamic shared memory, no device
-//     atomics, no register or occupancy limits (__launch_bounds__ is dropped), no timing.
+//   - No streams (everything is synchronous), no 2-D or 3-D grids, no 3-D blocks, no dynamic shared memory, no
+//     device atomics, no register or occupancy limits (__launch_bounds__ is dropped), no timing.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -43,6 +46,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <barrier>
 #include <chrono>
 #include <cmath>
@@ -77,10 +81,13 @@
 #define __launch_bounds__(...)
 
 using std::max;
+using std::isinf;
+using std::isnan;
 using std::min;
 
 inline thread_local uint3 threadIdx;
 inline thread_local uint3 blockIdx;
+inline thread_local int emu_thread;  // the linear index of this thread in its block
 inline dim3 blockDim;
 inline dim3 gridDim;
 
@@ -202,6 +209,7 @@ struct Block {
   }
   CheckedBarrier bar;
   std::vector<std::unique_ptr<Warp>> warps;
+  std::atomic<int> vote{0};  // __syncthreads_or
 };
 
 inline Block* current_block = nullptr;  // blocks run one at a time
@@ -250,7 +258,7 @@ constexpr int kDeadlockSeconds = 60;
 
 template <typename Body>
 void run_block(const std::string& kernel, unsigned b, const Body& body) {
-  const int n = static_cast<int>(blockDim.x);
+  const int n = static_cast<int>(blockDim.x * blockDim.y);
   Block block(n);
   current_block = &block;
   std::mutex m;
@@ -260,7 +268,8 @@ void run_block(const std::string& kernel, unsigned b, const Body& body) {
   threads.reserve(n);
   for (int t = 0; t < n; ++t) {
     threads.emplace_back([&, b, t] {
-      threadIdx = make_uint3(t, 0, 0);
+      threadIdx = make_uint3(t % blockDim.x, t / blockDim.x, 0);
+      emu_thread = t;
       blockIdx = make_uint3(b, 0, 0);
       shuffles = 0;
       body();
@@ -287,7 +296,8 @@ void run_block(const std::string& kernel, unsigned b, const Body& body) {
 
 template <typename... P, typename... A>
 void launch_kernel(void (*kernel)(P...), const std::string& name, dim3 grid, dim3 block, size_t smem, A&&... args) {
-  if (grid.x < 1 || grid.y != 1 || grid.z != 1 || block.x < 1 || block.x > 1024 || block.y != 1 || block.z != 1) {
+  if (grid.x < 1 || grid.y != 1 || grid.z != 1 || block.x < 1 || block.y < 1 || block.x * block.y > 1024 ||
+      block.z != 1) {
     fail("%s: launch configuration grid (%u, %u, %u) block (%u, %u, %u) is not emulated or invalid", name.c_str(),
          grid.x, grid.y, grid.z, block.x, block.y, block.z);
     return;
@@ -298,7 +308,7 @@ void launch_kernel(void (*kernel)(P...), const std::string& name, dim3 grid, dim
   }
   const std::tuple<std::decay_t<P>...> params(std::forward<A>(args)...);
   if (log_launches) {
-    std::string line = name + "|" + std::to_string(grid.x) + "|" + std::to_string(block.x) + "|";
+    std::string line = name + "|" + std::to_string(grid.x) + "|" + std::to_string(block.x * block.y) + "|";
     std::apply([&](const auto&... p) { ((log_value(line, p), line += ','), ...); }, params);
     if (line.back() == ',') line.pop_back();
     launch_log += line + "\n";
@@ -341,25 +351,42 @@ int guard(F&& f) noexcept {
 // Device built-ins
 
 inline void __syncthreads(std::source_location loc = std::source_location::current()) {
-  emu::current_block->bar.wait(static_cast<int>(threadIdx.x), emu::site_of(loc));
+  emu::current_block->bar.wait(emu_thread, emu::site_of(loc));
+}
+
+// Three barriers: the previous call's reads are done before the vote is cleared, and every vote is in before any
+// is read.
+inline int __syncthreads_or(int predicate, std::source_location loc = std::source_location::current()) {
+  emu::Block& block = *emu::current_block;
+  block.bar.wait(emu_thread, emu::site_of(loc));
+  if (emu_thread == 0) block.vote = 0;
+  block.bar.wait(emu_thread, emu::site_of(loc));
+  if (predicate) block.vote = 1;
+  block.bar.wait(emu_thread, emu::site_of(loc));
+  return block.vote.load();
+}
+
+template <typename T>
+T __ldg(const T* p) {
+  return *p;
 }
 
 template <typename T>
 T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32,
                   std::source_location loc = std::source_location::current()) {
   static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= sizeof(uint64_t), "not a shuffle type");
-  emu::Warp& warp = *emu::current_block->warps[threadIdx.x >> 5];
-  const int lane = static_cast<int>(threadIdx.x & 31);
+  emu::Warp& warp = *emu::current_block->warps[emu_thread >> 5];
+  const int lane = emu_thread & 31;
   const unsigned lanes = warp.lanes == 32 ? 0xffffffffu : (1u << warp.lanes) - 1;
   int partner = lane ^ lane_mask;
   if (width != 32) emu::fail("__shfl_xor_sync: width %d is not emulated (line %d)", width, loc.line());
   if (mask != lanes) {
-    emu::fail("__shfl_xor_sync: mask %#x, but the warp's lanes are %#x (thread %u, line %d)", mask, lanes,
-              threadIdx.x, loc.line());
+    emu::fail("__shfl_xor_sync: mask %#x, but the warp's lanes are %#x (thread %d, line %d)", mask, lanes,
+              emu_thread, loc.line());
   }
   if (lane_mask < 0 || partner >= warp.lanes) {
-    emu::fail("__shfl_xor_sync: lane %d ^ %d is outside the warp of %d lanes (thread %u, line %d)", lane, lane_mask,
-              warp.lanes, threadIdx.x, loc.line());
+    emu::fail("__shfl_xor_sync: lane %d ^ %d is outside the warp of %d lanes (thread %d, line %d)", lane, lane_mask,
+              warp.lanes, emu_thread, loc.line());
     partner = lane;
   }
   const unsigned b = emu::shuffles++ & 1;
