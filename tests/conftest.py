@@ -40,9 +40,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
-@pytest.fixture
-def small_tiles():
-    """Tiles of 256 elements, so that small test matrices span several work items of every kernel."""
+def _with_small_tiles():
+    """Tiles of 256 elements, so that small test matrices span several work items of every spectral-norm kernel."""
     from fastgan.kernels import spectral_norm_plan as plan
 
     plan.TILE_ELEMS_OVERRIDE = 256
@@ -50,6 +49,10 @@ def small_tiles():
     yield
     plan.TILE_ELEMS_OVERRIDE = None
     plan.clear_cache()
+
+
+small_tiles = pytest.fixture(_with_small_tiles, name="small_tiles")
+small_tiles_for_module = pytest.fixture(_with_small_tiles, scope="module", name="small_tiles_for_module")
 
 
 @pytest.fixture

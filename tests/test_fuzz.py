@@ -33,19 +33,9 @@ SIZES = st.sampled_from([1, 2, 3, 5, 7, 13, 17, 40])  # 1, primes, and (with sma
 REGIMES = ["normal", "zero", "constant", "tiny", "huge", "nan", "inf"]
 ROUNDING = {torch.float32: 2.0 ** -24, torch.float16: 2.0 ** -11, torch.bfloat16: 2.0 ** -8}  # unit roundoff
 
-pytestmark = [pytest.mark.kernels,
+pytestmark = [pytest.mark.kernels, pytest.mark.usefixtures("small_tiles_for_module"),
               pytest.mark.skipif(not KERNEL_BACKENDS, reason="no kernel backend here (needs TRITON_INTERPRET=1 or a "
                                                              "GPU)")]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _small_tiles():
-    """Tiles of 256 elements: small weights still span several work items of every spectral-norm kernel."""
-    plan.TILE_ELEMS_OVERRIDE = 256
-    plan.clear_cache()
-    yield
-    plan.TILE_ELEMS_OVERRIDE = None
-    plan.clear_cache()
 
 
 def note(message):

@@ -77,6 +77,13 @@ def _rows_band(w_ptr, x_ptr, y_ptr, r0, r_end, C, SR, SC, Q, SO,
 
 
 @triton.jit
+def _matrix_fields(m, scratch):
+    """The weight pointer, geometry and strides of one meta row, and where its y lives in scratch."""
+    return (tl.load(m + M_W_PTR), tl.load(m + M_R), tl.load(m + M_C), tl.load(m + M_SR), tl.load(m + M_SC),
+            tl.load(m + M_Q), tl.load(m + M_SO), scratch + tl.load(m + M_Y_OFF))
+
+
+@triton.jit
 def _sn_rows_kernel(meta, tiles, scratch, W_DTYPE: tl.constexpr, HAS_OUTER: tl.constexpr, UNIT_SC: tl.constexpr,
                     BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, VEC: tl.constexpr):
     """y = W v over one band of rows of one weight; y goes to scratch[Y_OFF:]."""
@@ -84,15 +91,8 @@ def _sn_rows_kernel(meta, tiles, scratch, W_DTYPE: tl.constexpr, HAS_OUTER: tl.c
     g = tl.load(tiles + 2 * t)
     r0 = tl.load(tiles + 2 * t + 1)
     m = meta + g * _NF
-    wp = tl.load(m + M_W_PTR)
+    wp, R, C, SR, SC, Q, SO, y_ptr = _matrix_fields(m, scratch)
     x_ptr = tl.load(m + M_V_PTR).to(tl.pointer_type(tl.float32))
-    R = tl.load(m + M_R)
-    C = tl.load(m + M_C)
-    SR = tl.load(m + M_SR)
-    SC = tl.load(m + M_SC)
-    Q = tl.load(m + M_Q)
-    SO = tl.load(m + M_SO)
-    y_ptr = scratch + tl.load(m + M_Y_OFF)
     r_end = tl.minimum(r0 + tl.load(m + M_ROWS_PER_TILE), R)
     # Weights whose rows start 16-byte aligned and whose row length is a multiple of 16 bytes get 16-byte loads
     # (Triton vectorises a masked load only when it can prove the bound is a multiple of the vector width).
@@ -152,14 +152,7 @@ def _sn_cols_kernel(meta, tiles, scratch, W_DTYPE: tl.constexpr, HAS_OUTER: tl.c
     c0 = tl.multiple_of(tl.load(tiles + 3 * t + 1), BLOCK_C)  # tiles start at multiples of BLOCK_C
     rb = tl.load(tiles + 3 * t + 2)
     m = meta + g * _NF
-    wp = tl.load(m + M_W_PTR)
-    R = tl.load(m + M_R)
-    C = tl.load(m + M_C)
-    SR = tl.load(m + M_SR)
-    SC = tl.load(m + M_SC)
-    Q = tl.load(m + M_Q)
-    SO = tl.load(m + M_SO)
-    y_ptr = scratch + tl.load(m + M_Y_OFF)
+    wp, R, C, SR, SC, Q, SO, y_ptr = _matrix_fields(m, scratch)
     rpc = tl.load(m + M_ROWS_PER_CTILE)
     zp_ptr = scratch + tl.load(m + M_ZP_OFF) + rb * C
     zs_ptr = scratch + tl.load(m + M_ZP_OFF) + tl.load(m + M_N_RB) * C + rb  # this row block's scale of y
