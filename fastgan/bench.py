@@ -558,8 +558,8 @@ def main(args: argparse.Namespace, command: str = "fastgan bench") -> int:
             suite.configure(args)
         suites[name] = suite.describe()
         for case in suite.cases(device="cuda", dtypes=dtypes):
-            # without a GPU and without --suite, the CPU timings (minutes) are left to an explicit request
-            if case.device == "cpu" and not gpu and not args.suite:
+            # without a GPU and without --suite, a suite's long CPU timings (minutes) wait for an explicit request
+            if case.device == "cpu" and not gpu and not args.suite and getattr(suite, "CPU_TIMING_ON_REQUEST", False):
                 case.skip = CPU_CASES_NEED_SUITE.format(suite=name)
             cases.append(case)
     report = run(cases, args.out, budget_s=args.budget_s, quick=args.quick, with_compile=not args.no_compile,

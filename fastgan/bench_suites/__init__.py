@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-SUITES = ("spectral_norm", "cond_batch_norm", "fid")
+SUITES = ("spectral_norm", "cond_batch_norm", "fid", "host_overhead")
 DEFAULT_SUITES = SUITES  # what runs without --suite (without a GPU, the cases timed on the CPU need --suite)
 
 

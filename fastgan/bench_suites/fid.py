@@ -37,6 +37,7 @@ import torch
 from ..bench import Case, Unavailable
 
 SUITE = "fid"
+CPU_TIMING_ON_REQUEST = True  # minutes on a small CPU: only with --suite fid
 DIM = 2048  # Inception-v3 pool3 features; fastgan bench --fid-dim changes it
 SAMPLES = 10_000  # per set (at least 2 * dim)
 SEED = 0
