@@ -411,3 +411,48 @@ def test_in_place_activation_after_every_module(kind, backend, train, grad):
                 torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-5, atol=1e-6)
                 for pa, pb in zip(module.parameters(), twin.parameters()):
                     torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-5, atol=1e-6)
+
+
+class _StudioGANStyleGenerator(nn.Module):
+    """Written in the style of PyTorch-StudioGAN's generators: one nn.ReLU(inplace=True) instance shared by every
+    block and applied to batch-norm outputs, blocks built in a ModuleList, conv layers with a BN before them."""
+
+    def __init__(self, z_dim=8, ch=6):
+        super().__init__()
+        self.ch = ch
+        self.linear0 = nn.Linear(z_dim, ch * 4 * 4)
+        self.activation = nn.ReLU(inplace=True)
+        self.blocks = nn.ModuleList()
+        for _ in range(2):
+            self.blocks.append(nn.ModuleList([nn.BatchNorm2d(ch), nn.Conv2d(ch, ch, 3, padding=1)]))
+        self.bn4 = nn.BatchNorm2d(ch)
+        self.conv4 = nn.Conv2d(ch, 3, 3, padding=1)
+
+    def forward(self, z):
+        h = self.linear0(z).view(-1, self.ch, 4, 4)
+        for bn, conv in self.blocks:
+            h = conv(self.activation(bn(h)))
+            h = nn.functional.interpolate(h, scale_factor=2)
+        return torch.tanh(self.conv4(self.activation(self.bn4(h))))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_converted_studiogan_style_generator_trains_like_the_original(backend):
+    torch.manual_seed(0)
+    original = _StudioGANStyleGenerator()
+    converted = fastgan.convert(copy.deepcopy(original), fuse_activation=False)
+    assert sum(isinstance(m, BatchNorm2d) for m in converted.modules()) == 3
+    opts = [torch.optim.SGD(m.parameters(), lr=0.1) for m in (original, converted)]
+    gen = torch.Generator().manual_seed(1)
+    with fastgan.use_backend(backend):
+        for _ in range(3):
+            z = torch.randn(5, 8, generator=gen)
+            for model, opt in zip((original, converted), opts):
+                opt.zero_grad()
+                model(z).square().mean().backward()
+                opt.step()
+            for a, b in zip(original.state_dict().values(), converted.state_dict().values()):
+                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    original.eval(), converted.eval()
+    z = torch.randn(5, 8, generator=gen)
+    torch.testing.assert_close(converted(z), original(z), rtol=1e-4, atol=1e-5)

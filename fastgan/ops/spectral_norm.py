@@ -275,10 +275,11 @@ class _Normalize(torch.autograd.Function):
 class Group:
     """A validated group of weights (with u, v) and its cached layout; what the eager calls run on."""
 
-    __slots__ = ("weights", "us", "vs", "dims", "layout", "names")
+    __slots__ = ("weights", "us", "vs", "dims", "layout", "names", "other_vector_dtype")
 
-    def __init__(self, weights, us, vs, dims, layout, names=None):
+    def __init__(self, weights, us, vs, dims, layout, names=None, other_vector_dtype=None):
         self.weights, self.us, self.vs, self.dims, self.layout, self.names = weights, us, vs, dims, layout, names
+        self.other_vector_dtype = other_vector_dtype  # a u or v dtype other than float32 (validated), else None
 
     def labels(self) -> list[str]:
         return self.names or [f"weights[{i}]" for i in range(len(self.weights))]
@@ -394,8 +395,10 @@ _dtype = operator.attrgetter("dtype")
 
 
 def _signature(weights, us, vs, dims):
-    """Identities, addresses, shapes, strides, dtypes and the device: everything validation and the layout depend
-    on (None if it cannot be formed). An in-place change of any of them (``t_()``, ``.data = ...``) misses."""
+    """Identities, addresses, shapes, strides, the weights' dtypes and the device: everything validation and the
+    layout depend on (None if it cannot be formed). An in-place change of any of them (``t_()``, ``.data = ...``)
+    misses. (A u or v changes dtype only with its storage, i.e. its address: a reinterpreting view of the same
+    bytes, ``u.data = u.data.view(torch.int32)``, is the one change not seen.)"""
     n = len(weights)
     if not n or len(us) != n or len(vs) != n or len(dims) != n:
         return None
@@ -407,7 +410,7 @@ def _signature(weights, us, vs, dims):
     except (TypeError, AttributeError):  # not tensors: check_group says what is wrong
         return None
     return (tuple(map(id, tensors)), dims, ptrs, tuple(map(_shape, weights)), tuple(map(_stride, weights)),
-            tuple(map(_dtype, tensors)), weights[0].device)
+            tuple(map(_dtype, weights)), weights[0].device)
 
 
 def prepare(weights, us, vs, dims=0, n_power_iterations=1, eps=1e-12, names=None) -> Group:
@@ -421,12 +424,13 @@ def prepare(weights, us, vs, dims=0, n_power_iterations=1, eps=1e-12, names=None
     if hit is None or not scalars_ok:
         weights, us, vs, checked_dims = check_group(weights, us, vs, list(dims_t), n_power_iterations, eps, names)
         layout = None if _traced(weights[0]) else _layout(weights, checked_dims, us, vs)
-        hit = (checked_dims, layout)
+        other = next((t.dtype for t in us + vs if t.dtype != torch.float32), None)
+        hit = (checked_dims, layout, other)
         if sig is not None:
             if len(_checked) > 256:
                 _checked.clear()
             _checked[sig] = hit
-    return Group(weights, us, vs, hit[0], hit[1], names)
+    return Group(weights, us, vs, hit[0], hit[1], names, hit[2])
 
 
 def _check_finite(tensors, names, what):
@@ -448,13 +452,11 @@ def resolve_backend(group: Group, backend: str | None = None) -> str:
     """The backend for this group: as fastgan._backend.resolve, and u, v other than float32 (all of them, or some
     of the group) only on the torch backend."""
     name = _backend.resolve(OP, group.weights[0].device, group.weights[0].dtype, backend)
-    if name != "torch":
-        other = [t.dtype for t in group.us + group.vs if t.dtype != torch.float32]
-        if other:
-            if _backend.requested(backend) != "auto":
-                raise _backend.BackendUnavailable(f"spectral norm: the {name} backend keeps u and v in float32; "
-                                                  f"this group has {other[0]} vectors (use backend='torch')")
-            return "torch"
+    if name != "torch" and group.other_vector_dtype is not None:
+        if _backend.requested(backend) != "auto":
+            raise _backend.BackendUnavailable(f"spectral norm: the {name} backend keeps u and v in float32; this "
+                                              f"group has {group.other_vector_dtype} vectors (use backend='torch')")
+        return "torch"
     return name
 
 
