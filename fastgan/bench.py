@@ -585,7 +585,7 @@ def closing_lines(report: dict, out_dir, suites) -> str:
         cpu_left = [r for r in report["cases"] if str(r.get("status", "")).startswith("not run: timed on the CPU")]
         if cpu_left:
             lines.append("On this CPU, `fastgan bench --suite fid` times the Frechet distance against scipy's sqrtm "
-                         "and torch's eigvals (several minutes on 2 cores).")
+                         "and torch's eigvals (about a minute on 2 cores).")
     return "\n".join(lines)
 
 
