@@ -564,11 +564,11 @@ def main(args: argparse.Namespace, command: str = "fastgan bench") -> int:
             cases.append(case)
     report = run(cases, args.out, budget_s=args.budget_s, quick=args.quick, with_compile=not args.no_compile,
                  command=command, suites=suites)
-    print(closing_lines(report, args.out, names), file=sys.stderr)
+    print(closing_lines(report, args.out), file=sys.stderr)
     return 0
 
 
-def closing_lines(report: dict, out_dir, suites) -> str:
+def closing_lines(report: dict, out_dir) -> str:
     """What a user needs after a run: where the files are, what was not written or not run, and why."""
     chart = report.get("chart") or ""
     written = ["results.md", "results.json"] + ([] if chart.startswith("not written") else ["results.png"])

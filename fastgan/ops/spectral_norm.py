@@ -36,7 +36,7 @@ def _state_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def _matrix(w: torch.Tensor, dim: int, dtype: torch.dtype) -> torch.Tensor:
     m = w if dim == 0 else w.movedim(dim, 0)
-    return m.reshape(m.shape[0], m[0].numel() if m.shape[0] else math.prod(m.shape[1:])).to(dtype)
+    return m.reshape(m.shape[0], math.prod(m.shape[1:])).to(dtype)  # (not -1: it cannot size an empty weight)
 
 
 def _outer_like(u: torch.Tensor, v: torch.Tensor, shape, dim: int) -> torch.Tensor:
