@@ -186,20 +186,25 @@ def test_double_backward_matches_reference_r1_penalty(backend):
 def test_opcheck_registered_ops(backend):
     x, w, b, rm, rv = _case((3, 4, 3, 2), per_sample=True)
     for training in (True, False):
-        stats = (torch.ops.fastgan.cond_batch_norm_stats(x, rm.clone(), rv.clone(), 0.1, 1e-5, backend) if training
-                 else torch.stack([rm, rv]))
-        args = (x.requires_grad_(), w.clone().requires_grad_(), b.clone().requires_grad_(), stats, training, 1e-5,
-                1, 0.0, backend)
+        # training: the batch's (mean, invstd); eval: the running (mean, var)
+        batch_stats = (torch.ops.fastgan.cond_batch_norm_stats(x, rm.clone(), rv.clone(), 0.1, 1e-5, backend)
+                       if training else None)
+        running_stats = None if training else torch.stack([rm, rv])
+        args = (x.requires_grad_(), w.clone().requires_grad_(), b.clone().requires_grad_(), batch_stats,
+                running_stats, 1e-5, 1, 0.0, backend)
         torch.library.opcheck(torch.ops.fastgan.cond_batch_norm.default, args)
         x = x.detach()
     x_cl = x.contiguous(memory_format=torch.channels_last)
     torch.library.opcheck(torch.ops.fastgan.cond_batch_norm_stats.default, (x_cl, rm.clone(), rv.clone(), 0.1, 1e-5,
                                                                             backend))
     torch.library.opcheck(torch.ops.fastgan.cond_batch_norm_backward.default,
-                          (torch.randn_like(x_cl), x_cl, w, None, torch.stack([rm, rv + 1]), True, 1e-5, 2, 0.2,
+                          (torch.randn_like(x_cl), x_cl, w, None, torch.stack([rm, rv + 1]), None, 1e-5, 2, 0.2,
                            backend))
     torch.library.opcheck(torch.ops.fastgan.cond_batch_norm_backward.default,
-                          (torch.randn_like(x), x, w[0], b[0], torch.stack([rm, rv + 1]), True, 1e-5, 1, 0.0,
+                          (torch.randn_like(x), x, w[0], b[0], torch.stack([rm, rv + 1]), None, 1e-5, 1, 0.0,
+                           backend))
+    torch.library.opcheck(torch.ops.fastgan.cond_batch_norm_backward.default,
+                          (torch.randn_like(x), x, w[0], b[0], None, torch.stack([rm, rv + 1]), 1e-5, 1, 0.0,
                            backend))
 
 

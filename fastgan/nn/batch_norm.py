@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import activations
 from ..ops.cond_batch_norm import conditional_batch_norm
 from .spectral_norm import SNLinear
 
@@ -37,9 +38,7 @@ class _SyncOptions:
     """activation, negative_slope, sync, process_group attributes and their repr."""
 
     def _set_options(self, activation, negative_slope, sync, process_group):
-        from ..ops.cond_batch_norm import _activation_code
-
-        _activation_code(activation, negative_slope)  # validates
+        activations.lookup(activation, negative_slope, type(self).__name__)  # validates
         self.activation = activation
         self.negative_slope = float(negative_slope)
         self.sync = bool(sync)
