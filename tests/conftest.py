@@ -42,7 +42,7 @@ def pytest_collection_modifyitems(config, items):
 
 def _with_small_tiles():
     """Tiles of 256 elements, so that small test matrices span several work items of every spectral-norm kernel."""
-    from fastgan.kernels import spectral_norm_plan as plan
+    from fastgan.ops import spectral_norm_plan as plan
 
     plan.TILE_ELEMS_OVERRIDE = 256
     plan.clear_cache()

@@ -20,7 +20,7 @@ from hypothesis import note as _hypothesis_note  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import fastgan  # noqa: E402
-from fastgan.kernels import spectral_norm_plan as plan  # noqa: E402
+from fastgan.ops import spectral_norm_plan as plan  # noqa: E402
 
 from conftest import INTERPRETING  # noqa: E402
 

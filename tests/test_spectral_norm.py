@@ -8,7 +8,7 @@ from torch.nn.utils import parametrizations
 
 import fastgan
 from fastgan import _backend
-from fastgan.kernels import spectral_norm_plan as plan
+from fastgan.ops import spectral_norm_plan as plan
 from fastgan.ops import spectral_norm as sn_op
 
 from conftest import rel_err

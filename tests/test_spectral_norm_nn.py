@@ -161,13 +161,13 @@ def test_group_matches_per_layer_training(backend):
 def _count_calls(monkeypatch):
     """Record (group size, iterations) of every power-iteration launch sequence (0 iterations: sigma only)."""
     calls = []
-    real = sn_op.Group.power_iteration
+    real = sn_op.PreparedGroup.power_iteration
 
     def counting(self, n_iter, *args, **kwargs):
         calls.append((len(self.weights), n_iter))
         return real(self, n_iter, *args, **kwargs)
 
-    monkeypatch.setattr(sn_op.Group, "power_iteration", counting)
+    monkeypatch.setattr(sn_op.PreparedGroup, "power_iteration", counting)
     return calls
 
 

@@ -32,6 +32,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .. import activations
 from . import _interpreter_compat
 
 _interpreter_compat.install()
@@ -44,7 +45,10 @@ MAX_BLOCK_C = 128   # channels-last: channels per tile
 FIN_BLOCK_N = 32
 FIN_BLOCK_C = 32
 NUM_WARPS = 4
-ACTIVATIONS = {None: 0, "relu": 1, "leaky_relu": 2}
+# the activation codes of fastgan.activations, as compile-time constants the kernels compare ACT with
+_ACT_NONE = tl.constexpr(activations.NONE)
+_ACT_RELU = tl.constexpr(activations.RELU)
+_ACT_LEAKY_RELU = tl.constexpr(activations.LEAKY_RELU)
 
 
 @triton.jit
@@ -94,9 +98,9 @@ def _scale_shift(n, c, pmask, mean_ptr, stat_ptr, w_ptr, b_ptr, w_stride_n, eps,
 
 @triton.jit
 def _activation_grad(gy, z, slope, ACT: tl.constexpr):
-    if ACT == 1:  # as torch: the gradient passes unless z <= 0 (at z = NaN too)
+    if ACT == _ACT_RELU:  # as torch: the gradient passes unless z <= 0 (at z = NaN too)
         gy = tl.where(z <= 0, 0.0, gy)
-    elif ACT == 2:
+    elif ACT == _ACT_LEAKY_RELU:
         gy = tl.where(z > 0, gy, gy * slope)
     return gy
 
@@ -173,9 +177,9 @@ def _cbn_apply_kernel(x_ptr, y_ptr, mean_ptr, stat_ptr, w_ptr, b_ptr, N, C, HW, 
         off = p_off[:, None] + (rr * r_stride)[None, :]
         v = tl.load(x_ptr + off, mask=m, other=0.0).to(tl.float32)
         z = (v - mean) * scale + beta
-        if ACT == 1:
+        if ACT == _ACT_RELU:
             z = tl.where(z <= 0, 0.0, z)  # not tl.maximum: a NaN stays NaN, as with torch.relu
-        elif ACT == 2:
+        elif ACT == _ACT_LEAKY_RELU:
             z = tl.where(z > 0, z, z * slope)
         tl.store(y_ptr + off, z.to(y_ptr.dtype.element_ty), mask=m)
 
@@ -196,7 +200,7 @@ def _cbn_backward_reduce_kernel(dy_ptr, x_ptr, mean_ptr, stat_ptr, w_ptr, b_ptr,
         off = p_off[:, None] + (rr * r_stride)[None, :]
         xc = tl.load(x_ptr + off, mask=m, other=0.0).to(tl.float32) - mean
         g = tl.load(dy_ptr + off, mask=m, other=0.0).to(tl.float32)  # zero where masked: masked terms vanish
-        if ACT != 0:
+        if ACT != _ACT_NONE:
             g = _activation_grad(g, xc * scale + beta, slope, ACT)
         acc_a += g
         acc_b += g * xc
@@ -252,7 +256,7 @@ def _cbn_backward_dx_kernel(dy_ptr, x_ptr, mean_ptr, stat_ptr, w_ptr, b_ptr, k_p
         off = p_off[:, None] + (rr * r_stride)[None, :]
         xc = tl.load(x_ptr + off, mask=m, other=0.0).to(tl.float32) - mean
         g = tl.load(dy_ptr + off, mask=m, other=0.0).to(tl.float32)
-        if ACT != 0:
+        if ACT != _ACT_NONE:
             g = _activation_grad(g, xc * scale + beta, slope, ACT)
         dx = g * scale
         if not EVAL:
@@ -351,7 +355,7 @@ def launch_configs():
             meta = {"CL": cl, "VEC": vec, "BLOCK_P": bp, "BLOCK_R": br}
             configs.append((_cbn_stats_kernel, {"x_ptr": p, "part_ptr": "*fp32", **stream_int}, meta))
             # flags vary across shapes so that each value is compiled at least once per dtype
-            flags = {"HAS_W": i % 2 == 0, "HAS_B": i % 3 != 1, "ACT": i % 3, "EVAL": i == 2}
+            flags = {"HAS_W": i % 2 == 0, "HAS_B": i % 3 != 1, "ACT": sorted(activations.BY_CODE)[i % 3], "EVAL": i == 2}
             f32 = {"mean_ptr": "*fp32", "stat_ptr": "*fp32", "w_ptr": "*fp32", "b_ptr": "*fp32"}
             configs.append((_cbn_apply_kernel, {"x_ptr": p, "y_ptr": p, **f32, **stream_int}, {**meta, **flags}))
             configs.append((_cbn_backward_reduce_kernel, {"dy_ptr": p, "x_ptr": p, "sums_ptr": "*fp32", **f32,
@@ -371,4 +375,4 @@ def launch_configs():
 
 
 __all__ = ["partial_stats", "finalize_stats", "apply", "backward_reduce", "backward_finalize", "backward_dx",
-           "tiles", "launch_configs", "ACTIVATIONS"]
+           "tiles", "launch_configs"]

@@ -20,8 +20,8 @@ import triton
 import triton.language as tl
 
 from . import _interpreter_compat
-from . import spectral_norm_plan as _plan
-from .spectral_norm_plan import COLS_TILE, ELEM_TILE, FLAT_ALIGN, NE, NF
+from ..ops import spectral_norm_plan as _plan
+from ..ops.spectral_norm_plan import COLS_TILE, ELEM_TILE, FLAT_ALIGN, NE, NF
 
 _interpreter_compat.install()
 

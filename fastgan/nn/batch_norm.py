@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .. import activations
+from ..checkpoints import rename_cbn_keys_in_place
 from ..ops.cond_batch_norm import conditional_batch_norm
 from .spectral_norm import SNLinear
 
@@ -193,23 +194,6 @@ class LinearConditionalBatchNorm2d(_ConditionalBase):
 
     def extra_repr(self) -> str:
         return f"cond_features={self.cond_features}, " + super().extra_repr()
-
-
-# source key (relative to the layer) -> fastgan key, for BigGAN-PyTorch ccbn and StudioGAN ConditionalBatchNorm2d
-CBN_KEY_RENAMES = {"stored_mean": "running_mean", "stored_var": "running_var", "bn.running_mean": "running_mean",
-                   "bn.running_var": "running_var", "bn.num_batches_tracked": "num_batches_tracked"}
-
-
-def rename_cbn_keys_in_place(state_dict: dict, prefix: str, with_counter: bool = True) -> bool:
-    """Rename one layer's BigGAN/StudioGAN statistics keys under ``prefix``; True if something was renamed."""
-    changed = False
-    for src, dst in CBN_KEY_RENAMES.items():
-        if prefix + src in state_dict and prefix + dst not in state_dict:
-            state_dict[prefix + dst] = state_dict.pop(prefix + src)
-            changed = True
-    if changed and with_counter and prefix + "num_batches_tracked" not in state_dict:
-        state_dict[prefix + "num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
-    return changed
 
 
 def _rename_cbn_keys(module, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):

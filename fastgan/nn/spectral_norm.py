@@ -12,7 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..checkpoints import spectral_norm_keys_in_place
 from ..ops import spectral_norm as sn_op
+from ..ops.spectral_norm_plan import matrix_geometry
 
 _TRANSPOSED_CONVS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -48,7 +50,7 @@ class SpectralNorm(nn.Module):
         self._group_ref = None
         if ndim > 1:
             self.n_power_iterations = n_power_iterations
-            _, h, _, w = sn_op.plan_mod.matrix_geometry(tuple(weight.shape), self.dim)
+            _, h, _, w = matrix_geometry(tuple(weight.shape), self.dim)
             vec_dtype = torch.float32 if weight.dtype in _LOW_PRECISION else weight.dtype
             if _uv is not None:
                 u, v = _uv
@@ -127,9 +129,8 @@ class SpectralNorm(nn.Module):
 def _convert_checkpoint_keys(module, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                              error_msgs, name):
     """Load-state-dict pre-hook: legacy and BigGAN-PyTorch spectral-norm keys load into this layer."""
-    from ..convert import spectral_norm_keys_in_place
-
-    spectral_norm_keys_in_place(state_dict, prefix, name, module.parametrizations[name][0])
+    sn = module.parametrizations[name][0]
+    spectral_norm_keys_in_place(state_dict, prefix, name, sn.eps, sn._u.dtype)
 
 
 def spectral_norm(module: nn.Module, name: str = "weight", n_power_iterations: int = 1, eps: float = 1e-12,
@@ -162,44 +163,25 @@ def spectral_norm(module: nn.Module, name: str = "weight", n_power_iterations: i
     return module
 
 
-def _sn_kwargs(kwargs):
-    return {"n_power_iterations": kwargs.pop("n_power_iterations", 1), "eps": kwargs.pop("eps", 1e-12)}
+def _sn_layer(base: type) -> type:
+    """``base`` with fastgan spectral norm on its weight (along dim 1 for transposed convolutions), with the extra
+    keyword arguments ``n_power_iterations`` and ``eps``."""
+
+    def __init__(self, *args, n_power_iterations: int = 1, eps: float = 1e-12, **kwargs):
+        base.__init__(self, *args, **kwargs)
+        spectral_norm(self, n_power_iterations=n_power_iterations, eps=eps)
+
+    name = f"SN{base.__name__}"
+    doc = (f"``nn.{base.__name__}`` with fastgan spectral norm on its weight"
+           + (" (along dim 1)" if base in _TRANSPOSED_CONVS else "")
+           + "; extra keyword arguments ``n_power_iterations``, ``eps``.")
+    return type(name, (base,), {"__init__": __init__, "__doc__": doc, "__module__": __name__, "__qualname__": name})
 
 
-class SNConv2d(nn.Conv2d):
-    """``nn.Conv2d`` with fastgan spectral norm; extra keyword arguments ``n_power_iterations``, ``eps``."""
-
-    def __init__(self, *args, **kwargs):
-        sn = _sn_kwargs(kwargs)
-        super().__init__(*args, **kwargs)
-        spectral_norm(self, **sn)
-
-
-class SNConvTranspose2d(nn.ConvTranspose2d):
-    """``nn.ConvTranspose2d`` with fastgan spectral norm along dim 1; extra ``n_power_iterations``, ``eps``."""
-
-    def __init__(self, *args, **kwargs):
-        sn = _sn_kwargs(kwargs)
-        super().__init__(*args, **kwargs)
-        spectral_norm(self, **sn)
-
-
-class SNLinear(nn.Linear):
-    """``nn.Linear`` with fastgan spectral norm; extra keyword arguments ``n_power_iterations``, ``eps``."""
-
-    def __init__(self, *args, **kwargs):
-        sn = _sn_kwargs(kwargs)
-        super().__init__(*args, **kwargs)
-        spectral_norm(self, **sn)
-
-
-class SNEmbedding(nn.Embedding):
-    """``nn.Embedding`` with fastgan spectral norm; extra keyword arguments ``n_power_iterations``, ``eps``."""
-
-    def __init__(self, *args, **kwargs):
-        sn = _sn_kwargs(kwargs)
-        super().__init__(*args, **kwargs)
-        spectral_norm(self, **sn)
+SNConv2d = _sn_layer(nn.Conv2d)
+SNConvTranspose2d = _sn_layer(nn.ConvTranspose2d)
+SNLinear = _sn_layer(nn.Linear)
+SNEmbedding = _sn_layer(nn.Embedding)
 
 
 def spectral_norm_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module, str, SpectralNorm]]:

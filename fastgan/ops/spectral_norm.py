@@ -1,11 +1,16 @@
-"""Spectral norm over a group of weights: the functional ops, their eager reference, dispatch to the Triton and
-CUDA kernels, torch.library registration and autograd.
+"""Spectral norm over a group of weights: the functional ops, dispatch to the Triton and CUDA kernels,
+torch.library registration and autograd.
 
-Semantics follow ``torch.nn.utils.parametrizations.spectral_norm`` (see REFERENCES.md): with W the weight seen
-as a matrix along ``dim``, one power iteration is u <- normalize(W v), v <- normalize(W^T u) (``u_first=False``
-gives the order of the legacy ``torch.nn.utils.spectral_norm``: v first), with normalize(x) = x / max(|x|, eps);
-u and v are updated in place; sigma = u . W v with the updated vectors; the normalised weight is W / sigma and
-its gradient treats u and v as constants: dW = (G - <G, W/sigma> u v^T) / sigma.
+Semantics follow ``torch.nn.utils.parametrizations.spectral_norm``: with W the weight seen as a matrix along
+``dim``, one power iteration is u <- normalize(W v), v <- normalize(W^T u) (``u_first=False`` gives the order of
+the legacy ``torch.nn.utils.spectral_norm``: v first), with normalize(x) = x / max(|x|, eps); u and v are updated
+in place; sigma = u . W v with the updated vectors; the normalised weight is W / sigma and its gradient treats u
+and v as constants: dW = (G - <G, W/sigma> u v^T) / sigma.
+
+The op's files: ``spectral_norm_reference.py`` (eager torch reference, composite backward),
+``spectral_norm_plan.py`` (the launch plan both kernel backends read), this file (host code),
+``fastgan/kernels/spectral_norm.py`` (Triton kernels and launchers), ``spectral_norm_cuda.py`` with
+``csrc/spectral_norm.cu`` (CUDA kernels behind the same launchers).
 
 Three custom ops, all taking the whole group:
 ``fastgan::sn_power_iteration`` (mutates us, vs; returns the snapshot [sigma | u, v per weight]),
@@ -14,191 +19,66 @@ Three custom ops, all taking the whole group:
 """
 from __future__ import annotations
 
-import math
 import operator
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from .. import _backend
-from ..kernels import spectral_norm_plan as plan_mod
+from . import _op
+from . import spectral_norm_plan as plan_mod
+from . import spectral_norm_reference as ref
 
 OP = "spectral_norm"
 _backend.register_op(OP, ("torch", "triton", "cuda"))
-
-_DTYPE_CODE = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
-
-
-def _state_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def _matrix(w: torch.Tensor, dim: int, dtype: torch.dtype) -> torch.Tensor:
-    m = w if dim == 0 else w.movedim(dim, 0)
-    return m.reshape(m.shape[0], math.prod(m.shape[1:])).to(dtype)  # (not -1: it cannot size an empty weight)
-
-
-def _outer_like(u: torch.Tensor, v: torch.Tensor, shape, dim: int) -> torch.Tensor:
-    """u v^T laid out like a weight of ``shape`` whose matrix is taken along ``dim``."""
-    rest = [s for i, s in enumerate(shape) if i != dim]
-    return torch.outer(u, v).reshape(shape[dim], *rest).movedim(0, dim)
-
-
-def _traced(t: torch.Tensor) -> bool:
-    """True when the registered ops must be used: under torch.compile/export, or for tensor subclasses."""
-    return torch.compiler.is_compiling() or type(t) not in (torch.Tensor, torch.nn.Parameter)
+_LAUNCH = _op.Launchers(triton="fastgan.kernels.spectral_norm", cuda="fastgan.ops.spectral_norm_cuda")
 
 
 def _layout(weights, dims, us=None, vs=None) -> plan_mod.GroupLayout:
-    if _traced(weights[0]):  # fake or functional tensors have no address to key a cache on
+    if _op.traced(weights[0]):  # fake or functional tensors have no address to key a cache on
         return plan_mod.GroupLayout(weights, dims)
     return plan_mod.group_layout(weights, us, vs, dims)
 
 
-# ---------------------------------------------------------------- reference (eager torch) implementations
-
-
-def _ref_power_iteration(weights, us, vs, dims, n_iter, eps, u_first):
-    sdt = _state_dtype(weights[0].dtype)
-    sigmas, vecs = [], []
-    for w, u_buf, v_buf, d in zip(weights, us, vs, dims):
-        W = _matrix(w, d, sdt)
-        u, v = u_buf.to(sdt), v_buf.to(sdt)
-        for _ in range(n_iter):
-            if u_first:
-                u = F.normalize(torch.mv(W, v), dim=0, eps=eps)
-                v = F.normalize(torch.mv(W.t(), u), dim=0, eps=eps)
-            else:
-                v = F.normalize(torch.mv(W.t(), u), dim=0, eps=eps)
-                u = F.normalize(torch.mv(W, v), dim=0, eps=eps)
-        if n_iter:
-            u_buf.copy_(u)
-            v_buf.copy_(v)
-        sigmas.append(torch.dot(u, torch.mv(W, v)))
-        vecs += [u, v]
-    return torch.cat([torch.stack(sigmas), *vecs])
-
-
-def _ref_normalize(weights, state, layout):
-    flat = weights[0].new_zeros(layout.flat_size)
-    for g, (w, off) in enumerate(zip(weights, layout.flat_offsets)):
-        flat[off:off + w.numel()] = (w.reshape(-1).to(state.dtype) / state[g]).to(w.dtype)
-    return flat
-
-
-def _composite_backward(grads, weights, state, layout):
-    """dW per weight from differentiable torch ops (used while recording a double backward)."""
-    su, sv, _ = plan_mod.state_layout(layout.geoms)
-    out = []
-    for gr, w, d, a, b, (_, h, _, wc) in zip(grads, weights, layout.dims, su, sv, layout.geoms):
-        u, v = state[a:a + h], state[b:b + wc]
-        wf, gf = w.to(state.dtype), gr.to(state.dtype)
-        sigma = torch.dot(u, torch.mv(_matrix(wf, d, state.dtype), v))  # as a function of W, u and v constant
-        # / sigma / sigma, not / sigma^2, which underflows (overflows) for sigma below 1e-19 (above 1e19)
-        dw = gf / sigma - (gf * wf).sum() / sigma / sigma * _outer_like(u, v, w.shape, d)
-        out.append(dw.to(w.dtype))
-    return out
-
-
-def _ref_normalize_backward(grad, weights, state, layout):
-    flat = grad.new_zeros(layout.flat_size)
-    for off, dw in zip(layout.flat_offsets, _composite_backward(layout.split(grad), weights, state, layout)):
-        flat[off:off + dw.numel()] = dw.reshape(-1)
-    return flat
-
-
-# ---------------------------------------------------------------- kernel dispatch
-
-
-def _cuda_stream(device):
-    return torch.cuda.current_stream(device).cuda_stream
-
-
-def _kernel_power_iteration(weights, us, vs, n_iter, eps, u_first, backend, layout):
-    # copies are made only for unusual layouts; the tables point into them, so they live until the launches
-    plan, _copies = layout.iteration(weights, us, vs, u_first)
-    dev = weights[0].device
-    state = torch.empty(layout.state_size, dtype=torch.float32, device=dev)
-    if backend == "triton":
-        from ..kernels import spectral_norm as tk
-
-        tk.power_iteration(plan, n_iter, eps, state, weights[0].dtype)
-    else:
-        scratch = torch.empty(plan.scratch_size, dtype=torch.float32, device=dev)
-        _backend.extension().sn_power_iteration(
-            plan.meta.data_ptr(), plan.rows_tiles.data_ptr(), plan.n_rows_tiles, plan.cols_tiles.data_ptr(),
-            plan.n_cols_tiles, plan.G, scratch.data_ptr(), state.data_ptr(), n_iter, float(eps),
-            _DTYPE_CODE[weights[0].dtype], plan.has_outer, plan.unit_sc, dev.index, _cuda_stream(dev))
-    return state
-
-
-def _kernel_normalize(weights, state, backend, layout):
-    eplan, _copies = layout.elementwise(weights)  # as above
-    flat = torch.empty(eplan.flat_size, dtype=weights[0].dtype, device=weights[0].device)
-    if backend == "triton":
-        from ..kernels import spectral_norm as tk
-
-        tk.normalize(eplan, state, flat)
-    else:
-        dev = flat.device
-        _backend.extension().sn_normalize(
-            eplan.emeta.data_ptr(), eplan.elem_tiles.data_ptr(), eplan.n_tiles, state.data_ptr(), flat.data_ptr(),
-            _DTYPE_CODE[flat.dtype], dev.index, _cuda_stream(dev))
-    return flat
-
-
-def _kernel_normalize_backward(grad, weights, state, backend, layout):
-    eplan, _copies = layout.elementwise(weights)
-    grad = grad.contiguous()
-    dw = torch.empty_like(grad)
-    if backend == "triton":
-        from ..kernels import spectral_norm as tk
-
-        tk.normalize_backward(eplan, grad, state, dw)
-    else:
-        dev = dw.device
-        partials = torch.empty(eplan.n_tiles, dtype=torch.float32, device=dev)
-        _backend.extension().sn_normalize_backward(
-            eplan.emeta.data_ptr(), eplan.elem_tiles.data_ptr(), eplan.n_tiles, grad.data_ptr(), partials.data_ptr(),
-            state.data_ptr(), dw.data_ptr(), _DTYPE_CODE[dw.dtype], dev.index, _cuda_stream(dev))
-    return dw
+# ---------------------------------------------------------------- implementations (any backend)
 
 
 def _power_iteration_impl(weights, us, vs, dims, n_iter, eps, u_first, backend, layout=None):
     if backend == "torch":
-        return _ref_power_iteration(weights, us, vs, dims, n_iter, eps, u_first)
+        return ref.power_iteration(weights, us, vs, dims, n_iter, eps, u_first)
     layout = layout or _layout(weights, dims, us, vs)
-    return _kernel_power_iteration(weights, us, vs, n_iter, eps, u_first, backend, layout)
+    # copies are made only for unusual layouts; the tables point into them, so they live until the launches
+    plan, _copies = layout.iteration(weights, us, vs, u_first)
+    state = torch.empty(layout.state_size, dtype=torch.float32, device=weights[0].device)
+    _LAUNCH[backend].power_iteration(plan, n_iter, eps, state, weights[0].dtype)
+    return state
 
 
 def _normalize_impl(weights, state, dims, backend, layout=None):
     layout = layout or _layout(weights, dims)
     if backend == "torch":
-        return _ref_normalize(weights, state, layout)
-    return _kernel_normalize(weights, state, backend, layout)
+        return ref.normalize(weights, state, layout)
+    eplan, _copies = layout.elementwise(weights)  # as above
+    flat = torch.empty(eplan.flat_size, dtype=weights[0].dtype, device=weights[0].device)
+    _LAUNCH[backend].normalize(eplan, state, flat)
+    return flat
 
 
 def _normalize_backward_impl(grad, weights, state, dims, backend, layout=None):
     layout = layout or _layout(weights, dims)
     if backend == "torch":
-        return _ref_normalize_backward(grad, weights, state, layout)
-    return _kernel_normalize_backward(grad, weights, state, backend, layout)
+        return ref.normalize_backward(grad, weights, state, layout)
+    eplan, _copies = layout.elementwise(weights)
+    grad = grad.contiguous()
+    dw = torch.empty_like(grad)
+    _LAUNCH[backend].normalize_backward(eplan, grad, state, dw)
+    return dw
 
 
-def _weight_grads(grad, weights, state, dims, backend, layout=None):
-    """Gradients of every weight from the gradient of the flat normalised output."""
-    layout = layout or _layout(weights, dims)
-    if torch.is_grad_enabled():
-        # create_graph=True: a backward built of differentiable ops, so that double backward works
-        return _composite_backward(layout.split(grad), weights, state, layout)
-    return layout.split(_normalize_backward_impl(grad, weights, state, dims, backend, layout))
-
-
-# ---------------------------------------------------------------- torch.library registration (traced calls)
-# torch.compile, torch.export and tensor subclasses go through these registered ops. Eager calls take the direct
-# path below (same implementations): the ops' Python-level dispatch costs tens of microseconds per call with a
-# list of 20 weights, as much as the GPU work of a whole SNGAN discriminator.
+# ---------------------------------------------------------------- registration
+# torch.compile, torch.export and tensor subclasses go through the registered ops. Eager calls take the direct
+# path (same implementations): the ops' Python-level dispatch costs tens of microseconds per call with a list of
+# 20 weights, as much as the GPU work of a whole SNGAN discriminator.
 
 
 @torch.library.custom_op("fastgan::sn_power_iteration", mutates_args=("us", "vs"))
@@ -210,17 +90,7 @@ def _power_iteration_op(weights: list[torch.Tensor], us: list[torch.Tensor], vs:
 @_power_iteration_op.register_fake
 def _(weights, us, vs, dims, n_power_iterations, eps, u_first, backend):
     geoms = [plan_mod.matrix_geometry(tuple(w.shape), d) for w, d in zip(weights, dims)]
-    return weights[0].new_empty(plan_mod.state_layout(geoms)[2], dtype=_state_dtype(weights[0].dtype))
-
-
-@torch.library.custom_op("fastgan::sn_normalize", mutates_args=())
-def _normalize_op(weights: list[torch.Tensor], state: torch.Tensor, dims: list[int], backend: str) -> torch.Tensor:
-    return _normalize_impl(weights, state, dims, backend)
-
-
-@_normalize_op.register_fake
-def _(weights, state, dims, backend):
-    return weights[0].new_empty(plan_mod.flat_layout([w.numel() for w in weights])[1])
+    return weights[0].new_empty(plan_mod.state_layout(geoms)[2], dtype=_op.acc_dtype(weights[0].dtype))
 
 
 @torch.library.custom_op("fastgan::sn_normalize_backward", mutates_args=())
@@ -234,45 +104,49 @@ def _(grad, weights, state, dims, backend):
     return torch.empty_like(grad)
 
 
-def _normalize_setup_context(ctx, inputs, output):
+def _normalize_op_impl(weights: list[torch.Tensor], state: torch.Tensor, dims: list[int],
+                       backend: str) -> torch.Tensor:
+    return _normalize_impl(weights, state, dims, backend)
+
+
+def _normalize_fake(weights, state, dims, backend):
+    return weights[0].new_empty(plan_mod.flat_layout([w.numel() for w in weights])[1])
+
+
+def _setup_context(ctx, inputs, output):
     weights, state, dims, backend = inputs
     ctx.save_for_backward(state, *weights)
-    ctx.dims, ctx.backend = list(dims), backend
+    ctx.dims, ctx.backend, ctx.layout = list(dims), backend, None
 
 
-def _normalize_backward(ctx, grad):
+def _eager_forward(ctx, state, layout, backend, *weights):
+    """The eager twin takes the weights as separate arguments (autograd.Function sees tensors, not lists) and the
+    group's cached layout."""
+    ctx.save_for_backward(state, *weights)
+    ctx.dims, ctx.backend, ctx.layout = layout.dims, backend, layout
+    return _normalize_impl(weights, state, layout.dims, backend, layout)
+
+
+def _backward(ctx, grad):
     state, *weights = ctx.saved_tensors
-    if torch.is_grad_enabled():
-        dws = _weight_grads(grad, weights, state, ctx.dims, ctx.backend)
+    layout = ctx.layout or _layout(weights, ctx.dims)
+    if torch.is_grad_enabled():  # recording a double backward: differentiable torch ops
+        dws = ref.composite_backward(layout.split(grad), weights, state, layout)
+    elif ctx.traced:
+        dws = layout.split(torch.ops.fastgan.sn_normalize_backward(grad, weights, state, ctx.dims, ctx.backend))
     else:
-        flat = torch.ops.fastgan.sn_normalize_backward(grad, weights, state, ctx.dims, ctx.backend)
-        dws = _layout(weights, ctx.dims).split(flat)
-    return dws, None, None, None
+        dws = layout.split(_normalize_backward_impl(grad, weights, state, ctx.dims, ctx.backend, layout))
+    return (dws, None, None, None) if ctx.traced else (None, None, None, *dws)
 
 
-_normalize_op.register_autograd(_normalize_backward, setup_context=_normalize_setup_context)
+_SN_NORMALIZE = _op.DifferentiableOp("sn_normalize", _normalize_op_impl, fake=_normalize_fake,
+                                     setup_context=_setup_context, backward=_backward, eager_forward=_eager_forward)
 
 
 # ---------------------------------------------------------------- eager path
 
 
-class _Normalize(torch.autograd.Function):
-    """Eager twin of ``fastgan::sn_normalize`` with its autograd (same implementation functions)."""
-
-    @staticmethod
-    def forward(ctx, state, layout, backend, *weights):
-        ctx.save_for_backward(state, *weights)
-        ctx.layout, ctx.backend = layout, backend
-        return _normalize_impl(weights, state, layout.dims, backend, layout)
-
-    @staticmethod
-    def backward(ctx, grad):
-        state, *weights = ctx.saved_tensors
-        return (None, None, None,
-                *_weight_grads(grad, weights, state, ctx.layout.dims, ctx.backend, ctx.layout))
-
-
-class Group:
+class PreparedGroup:
     """A validated group of weights (with u, v) and its cached layout; what the eager calls run on."""
 
     __slots__ = ("weights", "us", "vs", "dims", "layout", "names", "other_vector_dtype")
@@ -294,7 +168,7 @@ class Group:
         w, us, vs = self.weights, self.us, self.vs
         saved = None
         if check_finite:
-            _check_finite(w, self.labels(), "the weight")
+            _op.check_finite("spectral norm", zip(self.labels(), w))
             if n_iter:
                 saved = torch._foreach_mul(us + vs, 1.0)  # copies, to restore if sigma turns out bad
         with torch.no_grad():
@@ -318,7 +192,7 @@ class Group:
             flat = torch.ops.fastgan.sn_normalize(self.weights, state, self.dims, backend)
             return _layout(self.weights, self.dims).split(flat)
         if torch.is_grad_enabled() and any(w.requires_grad for w in self.weights):
-            flat = _Normalize.apply(state, self.layout, backend, *self.weights)
+            flat = _SN_NORMALIZE.Function.apply(state, self.layout, backend, *self.weights)
         else:  # no graph to record (eval, no_grad): skip the autograd.Function
             flat = _normalize_impl(self.weights, state, self.dims, backend, self.layout)
         return self.layout.split(flat)
@@ -404,7 +278,7 @@ def _signature(weights, us, vs, dims):
         return None
     tensors = weights + us + vs
     try:
-        if _traced(weights[0]):
+        if _op.traced(weights[0]):
             return None
         ptrs = tuple(map(_data_ptr, tensors))
     except (TypeError, AttributeError):  # not tensors: check_group says what is wrong
@@ -413,7 +287,7 @@ def _signature(weights, us, vs, dims):
             tuple(map(_dtype, weights)), weights[0].device)
 
 
-def prepare(weights, us, vs, dims=0, n_power_iterations=1, eps=1e-12, names=None) -> Group:
+def prepare(weights, us, vs, dims=0, n_power_iterations=1, eps=1e-12, names=None) -> PreparedGroup:
     """Validate a group (once per set of tensors, shapes and addresses) and return it ready to run."""
     weights, us, vs = _as_list(weights, "weights"), _as_list(us, "us"), _as_list(vs, "vs")
     dims_t = (dims,) * len(weights) if isinstance(dims, int) else tuple(dims)
@@ -423,20 +297,14 @@ def prepare(weights, us, vs, dims=0, n_power_iterations=1, eps=1e-12, names=None
                   and n_power_iterations >= 0 and isinstance(eps, (int, float)) and 0 < eps < float("inf"))
     if hit is None or not scalars_ok:
         weights, us, vs, checked_dims = check_group(weights, us, vs, list(dims_t), n_power_iterations, eps, names)
-        layout = None if _traced(weights[0]) else _layout(weights, checked_dims, us, vs)
+        layout = None if _op.traced(weights[0]) else _layout(weights, checked_dims, us, vs)
         other = next((t.dtype for t in us + vs if t.dtype != torch.float32), None)
         hit = (checked_dims, layout, other)
         if sig is not None:
             if len(_checked) > 256:
                 _checked.clear()
             _checked[sig] = hit
-    return Group(weights, us, vs, hit[0], hit[1], names, hit[2])
-
-
-def _check_finite(tensors, names, what):
-    bad = [n for t, n in zip(tensors, names) if not bool(torch.isfinite(t).all())]
-    if bad:
-        raise ValueError(f"spectral norm: non-finite values (NaN or Inf) in {what} of {', '.join(bad)}")
+    return PreparedGroup(weights, us, vs, hit[0], hit[1], names, hit[2])
 
 
 def _bad_sigma(sigma, labels) -> str | None:
@@ -448,16 +316,12 @@ def _bad_sigma(sigma, labels) -> str | None:
     return None
 
 
-def resolve_backend(group: Group, backend: str | None = None) -> str:
+def resolve_backend(group: PreparedGroup, backend: str | None = None) -> str:
     """The backend for this group: as fastgan._backend.resolve, and u, v other than float32 (all of them, or some
     of the group) only on the torch backend."""
-    name = _backend.resolve(OP, group.weights[0].device, group.weights[0].dtype, backend)
-    if name != "torch" and group.other_vector_dtype is not None:
-        if _backend.requested(backend) != "auto":
-            raise _backend.BackendUnavailable(f"spectral norm: the {name} backend keeps u and v in float32; this "
-                                              f"group has {group.other_vector_dtype} vectors (use backend='torch')")
-        return "torch"
-    return name
+    other = group.other_vector_dtype
+    limit = None if other is None else (lambda: f"it keeps u and v in float32; this group has {other} vectors")
+    return _op.resolve(OP, group.weights[0].device, group.weights[0].dtype, backend, limit)
 
 
 # ---------------------------------------------------------------- public functional API
