@@ -20,7 +20,7 @@ pytestmark = pytest.mark.no_triton  # (CI runs these on one Triton release)
 # blocks InceptionA..E) with pytorch-fid's configuration (mseitzer/pytorch-fid, src/pytorch_fid/inception.py,
 # fid_inception_v3: num_classes=1008, aux_logits=False; the FID blocks keep the torchvision blocks' layers).
 # Each BatchNorm has weight, bias, running_mean, running_var (out,) and num_batches_tracked () — the file
-# holds the last too (see the comment in fastgan/metrics/inception.py), although loading does not need it.
+# holds the last too (see the comment in fastgan/metrics/inception_weights.py), although loading does not need it.
 EXPECTED_STATE = [
     ('Conv2d_1a_3x3.conv.weight', (32, 3, 3, 3)),
     ('Conv2d_1a_3x3.bn.weight', (32,)),

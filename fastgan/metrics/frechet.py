@@ -234,17 +234,19 @@ def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: 
     """
     if method not in ("exact", "newton_schulz"):
         raise ValueError(f"method must be 'exact' or 'newton_schulz', got {method!r}")
-    if method == "newton_schulz":
-        from .newton_schulz import frechet_distance_newton_schulz
-
-        result = frechet_distance_newton_schulz(mu1, sigma1, mu2, sigma2)
-        if result is not None:
-            return (result, {"route": "newton_schulz"}) if return_info else result
     m1, s1 = _statistics(mu1, sigma1, "1")
     m2, s2 = _statistics(mu2, sigma2, "2", s1.device)
     if s1.shape != s2.shape:
         raise ValueError(f"statistics of different dimensions: sigma1 is {tuple(s1.shape)}, sigma2 "
                          f"{tuple(s2.shape)}")
+    if method == "newton_schulz":
+        # Imported when asked for: the module registers its op with the backend registry (`fastgan info`).
+        from .newton_schulz import trace_sqrt_newton_schulz
+
+        tr_covmean = trace_sqrt_newton_schulz(s1, s2)
+        if tr_covmean is not None:
+            fid = _distance(m1, float(s1.diagonal().sum()), m2, s2, tr_covmean)
+            return (fid, {"route": "newton_schulz"}) if return_info else fid
     tr_covmean, info = _trace_sqrt_product(s1, s2)
     fid = _distance(m1, float(s1.diagonal().sum()), m2, s2, tr_covmean)
     if not np.isfinite(fid):  # pytorch-fid's retry; unreachable for valid covariances

@@ -21,20 +21,28 @@ of the earlier blocks (pytorch-fid's ``output_blocks`` 0, 1, 2) are available to
 Weights are never downloaded. :func:`fid_inception_v3` (or :meth:`FIDInceptionV3.from_pretrained`) loads
 them from the path it is given, else from the path in the environment variable
 ``FASTGAN_INCEPTION_WEIGHTS``; get the file from pytorch-fid's release page (:data:`WEIGHTS_URL`).
+
+This module assembles the network and runs it; its blocks are defined in :mod:`fastgan.metrics.inception_blocks`,
+and finding, reading and checking the weight file is :mod:`fastgan.metrics.inception_weights`. Every public name
+of both is importable from here.
 """
 from __future__ import annotations
 
-import hashlib
-import os
-import pickle
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .inception_blocks import (BasicConv2d, FIDInceptionA, FIDInceptionC, FIDInceptionE_1, FIDInceptionE_2,
+                               InceptionB, InceptionD)
+from .inception_weights import PathLike, check_state_dict, read_weights
+# Importable from here too, where they are documented (and where they were defined before the split):
+from .inception_weights import (WEIGHTS_ENV, WEIGHTS_FILENAME, WEIGHTS_SHA256_PREFIX, WEIGHTS_URL,  # noqa: F401
+                                InceptionWeightsError, InceptionWeightsNotFoundError, load_weights_file,
+                                resolve_weights_path)
 
 __all__ = [
     "BLOCK_DIMS", "FIDInceptionA", "FIDInceptionC", "FIDInceptionE_1", "FIDInceptionE_2", "FIDInceptionV3",
@@ -42,283 +50,12 @@ __all__ = [
     "WEIGHTS_FILENAME", "WEIGHTS_SHA256_PREFIX", "WEIGHTS_URL", "fid_inception_v3",
 ]
 
-WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
-WEIGHTS_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + WEIGHTS_FILENAME
-WEIGHTS_ENV = "FASTGAN_INCEPTION_WEIGHTS"
-# torch.hub naming convention: the hex digits after the last '-' are the first digits of the file's SHA-256.
-WEIGHTS_SHA256_PREFIX = "6726825d"
-
 INPUT_SIZE = 299
 NUM_CLASSES = 1008  # outputs of the classifier of the TensorFlow graph (and of pytorch-fid's `fc`)
 # Channels of pytorch-fid's output blocks: 0 = first max pool, 1 = second max pool, 2 = input of the
 # (absent) aux classifier, 3 = final average pool.
 BLOCK_DIMS = (64, 192, 768, 2048)
 _MIN_SIZE = 75  # smallest H, W the network accepts when the input is not resized
-
-PathLike = Union[str, "os.PathLike[str]"]
-
-# Does the weight file hold `num_batches_tracked` keys? Yes, as far as can be told without the file at hand
-# (it is not in this repository and is never downloaded): 94 of them, one per BatchNorm, 0-dim tensors.
-#  * pytorch-fid converted the TensorFlow weights in May 2019 (mseitzer/pytorch-fid pull request #16, merged
-#    2019-05-27) and saved the state dict of torchvision's Inception3; BatchNorm has had the
-#    `num_batches_tracked` buffer since PyTorch 0.4.1 (July 2018), so `state_dict()` wrote it. "Produced for
-#    an old PyTorch" concerns the serialization: saved before PyTorch 1.6, the file is in the legacy (non-zip)
-#    format, which torch.load still reads, with weights_only=True too (the tests load such a file).
-#  * tinygrad's loader of this exact file (tinygrad/tinygrad, extra/models/inception.py,
-#    `FidInceptionV3.load_from_pretrained`) reshapes every `...num_batches_tracked` entry of the loaded dict to
-#    (1,) (its buffers' shape) before a strict load that looks up every key of its model, which has these
-#    buffers; without the keys in the file that load would fail.
-# Their value plays no part in eval mode. Loading accepts a state dict with or without them, as
-# `BatchNorm2d` itself does for files older than 0.4.1: missing ones are set to 0.
-_OPTIONAL_SUFFIX = ".num_batches_tracked"
-
-
-class InceptionWeightsNotFoundError(FileNotFoundError):
-    """The FID Inception weight file is not where fastgan was told to look (or it was told nowhere)."""
-
-
-class InceptionWeightsError(RuntimeError):
-    """A weight file was found but cannot be used: unsafe to load, unreadable, or not the FID Inception weights."""
-
-
-def _how_to_get_weights() -> str:
-    hint = (f"fastgan never downloads it. Get {WEIGHTS_FILENAME} (about 95 MB) from the pytorch-fid release "
-            f"page:\n    {WEIGHTS_URL}\nthen pass its path as the `weights` argument (`--weights` on the command "
-            f"line), or set the environment variable {WEIGHTS_ENV} to its path (or to the folder that holds it).")
-    try:
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILENAME
-        if cached.is_file():
-            hint += f"\nA copy downloaded by pytorch-fid exists at {cached}: {WEIGHTS_ENV}={cached} would use it."
-    except Exception:  # pragma: no cover - an odd hub directory is only a missed hint
-        pass
-    return hint
-
-
-def resolve_weights_path(weights: PathLike | None = None) -> Path:
-    """The path of the weight file: ``weights`` if given, else ``$FASTGAN_INCEPTION_WEIGHTS``.
-
-    A folder stands for ``folder/pt_inception-2015-12-05-6726825d.pth``. Raises
-    :class:`InceptionWeightsNotFoundError` (a ``FileNotFoundError``) that says where to get the file when no
-    path is given or the file does not exist.
-    """
-    if weights is None:
-        env = os.environ.get(WEIGHTS_ENV, "").strip()
-        if not env:
-            raise InceptionWeightsNotFoundError(
-                f"The FID Inception weights are needed and no path to them was given: neither the `weights` "
-                f"argument (`--weights`) nor the environment variable {WEIGHTS_ENV} is set.\n"
-                + _how_to_get_weights())
-        source, path = f"the environment variable {WEIGHTS_ENV}", Path(env)
-    else:
-        source, path = "the `weights` argument (`--weights`)", Path(os.fspath(weights))
-    path = path.expanduser()
-    if path.is_dir():
-        path = path / WEIGHTS_FILENAME
-    if not path.is_file():
-        raise InceptionWeightsNotFoundError(
-            f"The FID Inception weight file {str(path)!r} (from {source}) does not exist.\n" + _how_to_get_weights())
-    return path
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def load_weights_file(path: PathLike, check_hash: bool = True) -> dict[str, torch.Tensor]:
-    """Read a state dict with ``torch.load(path, map_location="cpu", weights_only=True)``.
-
-    A file that needs more than ``weights_only`` (pickled code or objects) is refused with
-    :class:`InceptionWeightsError`, as are files that are not a mapping of names to tensors.
-
-    ``check_hash``: when the file is named ``pt_inception-2015-12-05-6726825d.pth`` (the name pytorch-fid and
-    torch.hub give it), its SHA-256 is computed (about 0.1-0.5 s for its 95 MB) and a *warning*, not an
-    error, is issued when it does not start with ``6726825d``: a copy re-saved by a newer PyTorch holds the
-    same tensors but different bytes, and the tensors are validated by key and shape anyway.
-    """
-    path = Path(os.fspath(path))
-    if check_hash and path.name == WEIGHTS_FILENAME:
-        digest = _sha256(path)
-        if not digest.startswith(WEIGHTS_SHA256_PREFIX):
-            warnings.warn(
-                f"{str(path)!r} is named like pytorch-fid's weight file, whose SHA-256 starts with "
-                f"{WEIGHTS_SHA256_PREFIX}, but its SHA-256 is {digest}. It may be a re-saved copy of the same "
-                f"weights (its keys and shapes are checked next) or a different file: FID values computed with "
-                f"it may not match published ones. The original is at {WEIGHTS_URL}", stacklevel=3)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise InceptionWeightsError(
-            f"Refusing to load {str(path)!r}: torch.load(weights_only=True) could not read it ({e}). Either the "
-            f"file holds pickled objects or code beyond tensors and containers, which fastgan does not run "
-            f"(files are data, never code), or it is not a PyTorch file / is damaged. The FID weights are a "
-            f"plain state dict: {WEIGHTS_URL}") from e
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise InceptionWeightsError(
-            f"Could not read {str(path)!r} as a PyTorch weight file ({type(e).__name__}: {e}); it may be "
-            f"truncated or damaged. The FID weights are at {WEIGHTS_URL}") from e
-    if not isinstance(obj, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                               for k, v in obj.items()):
-        raise InceptionWeightsError(
-            f"{str(path)!r} does not hold a state dict (a mapping of names to tensors) but a "
-            f"{type(obj).__name__}. The FID weights are a plain state dict: {WEIGHTS_URL}")
-    return dict(obj)
-
-
-def _read_weights(weights, check_hash: bool) -> tuple[dict[str, torch.Tensor], str, Path | None]:
-    """(state dict, where it came from for messages, file path or None) for FIDInceptionV3.load_weights."""
-    if isinstance(weights, Mapping):
-        return dict(weights), "the given state dict", None
-    path = resolve_weights_path(weights)
-    return load_weights_file(path, check_hash=check_hash), repr(str(path)), path
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The network. Names of modules follow torchvision's Inception3, so that the state-dict keys do.
-
-class BasicConv2d(nn.Module):
-    """Convolution without bias, BatchNorm (eps=0.001), ReLU."""
-
-    def __init__(self, in_channels: int, out_channels: int, **kwargs) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **kwargs)
-        self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.bn(self.conv(x)))
-
-
-def _pool_3x3_same(x: torch.Tensor, mode: str) -> torch.Tensor:
-    """3x3, stride 1, padding 1 pooling of the pool branches: TensorFlow's average (padding not counted) or max."""
-    if mode == "max":
-        return F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
-    return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
-
-
-class FIDInceptionA(nn.Module):
-    """Inception block A (35x35 grid) with the FID pool branch: average pooling with ``count_include_pad=False``."""
-
-    def __init__(self, in_channels: int, pool_features: int) -> None:
-        super().__init__()
-        self.branch1x1 = BasicConv2d(in_channels, 64, kernel_size=1)
-        self.branch5x5_1 = BasicConv2d(in_channels, 48, kernel_size=1)
-        self.branch5x5_2 = BasicConv2d(48, 64, kernel_size=5, padding=2)
-        self.branch3x3dbl_1 = BasicConv2d(in_channels, 64, kernel_size=1)
-        self.branch3x3dbl_2 = BasicConv2d(64, 96, kernel_size=3, padding=1)
-        self.branch3x3dbl_3 = BasicConv2d(96, 96, kernel_size=3, padding=1)
-        self.branch_pool = BasicConv2d(in_channels, pool_features, kernel_size=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b1 = self.branch1x1(x)
-        b5 = self.branch5x5_2(self.branch5x5_1(x))
-        b3 = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        bp = self.branch_pool(_pool_3x3_same(x, "avg"))
-        return torch.cat([b1, b5, b3, bp], 1)
-
-
-class InceptionB(nn.Module):
-    """Grid reduction 35x35 -> 17x17 (Mixed_6a); the same as torchvision's."""
-
-    def __init__(self, in_channels: int) -> None:
-        super().__init__()
-        self.branch3x3 = BasicConv2d(in_channels, 384, kernel_size=3, stride=2)
-        self.branch3x3dbl_1 = BasicConv2d(in_channels, 64, kernel_size=1)
-        self.branch3x3dbl_2 = BasicConv2d(64, 96, kernel_size=3, padding=1)
-        self.branch3x3dbl_3 = BasicConv2d(96, 96, kernel_size=3, stride=2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b3 = self.branch3x3(x)
-        bd = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        bp = F.max_pool2d(x, kernel_size=3, stride=2)
-        return torch.cat([b3, bd, bp], 1)
-
-
-class FIDInceptionC(nn.Module):
-    """Inception block C (17x17 grid, factorised 7x7) with the FID pool branch (``count_include_pad=False``)."""
-
-    def __init__(self, in_channels: int, channels_7x7: int) -> None:
-        super().__init__()
-        c7 = channels_7x7
-        self.branch1x1 = BasicConv2d(in_channels, 192, kernel_size=1)
-        self.branch7x7_1 = BasicConv2d(in_channels, c7, kernel_size=1)
-        self.branch7x7_2 = BasicConv2d(c7, c7, kernel_size=(1, 7), padding=(0, 3))
-        self.branch7x7_3 = BasicConv2d(c7, 192, kernel_size=(7, 1), padding=(3, 0))
-        self.branch7x7dbl_1 = BasicConv2d(in_channels, c7, kernel_size=1)
-        self.branch7x7dbl_2 = BasicConv2d(c7, c7, kernel_size=(7, 1), padding=(3, 0))
-        self.branch7x7dbl_3 = BasicConv2d(c7, c7, kernel_size=(1, 7), padding=(0, 3))
-        self.branch7x7dbl_4 = BasicConv2d(c7, c7, kernel_size=(7, 1), padding=(3, 0))
-        self.branch7x7dbl_5 = BasicConv2d(c7, 192, kernel_size=(1, 7), padding=(0, 3))
-        self.branch_pool = BasicConv2d(in_channels, 192, kernel_size=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b1 = self.branch1x1(x)
-        b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
-        bd = self.branch7x7dbl_1(x)
-        for conv in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4, self.branch7x7dbl_5):
-            bd = conv(bd)
-        bp = self.branch_pool(_pool_3x3_same(x, "avg"))
-        return torch.cat([b1, b7, bd, bp], 1)
-
-
-class InceptionD(nn.Module):
-    """Grid reduction 17x17 -> 8x8 (Mixed_7a); the same as torchvision's."""
-
-    def __init__(self, in_channels: int) -> None:
-        super().__init__()
-        self.branch3x3_1 = BasicConv2d(in_channels, 192, kernel_size=1)
-        self.branch3x3_2 = BasicConv2d(192, 320, kernel_size=3, stride=2)
-        self.branch7x7x3_1 = BasicConv2d(in_channels, 192, kernel_size=1)
-        self.branch7x7x3_2 = BasicConv2d(192, 192, kernel_size=(1, 7), padding=(0, 3))
-        self.branch7x7x3_3 = BasicConv2d(192, 192, kernel_size=(7, 1), padding=(3, 0))
-        self.branch7x7x3_4 = BasicConv2d(192, 192, kernel_size=3, stride=2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b3 = self.branch3x3_2(self.branch3x3_1(x))
-        b7 = self.branch7x7x3_4(self.branch7x7x3_3(self.branch7x7x3_2(self.branch7x7x3_1(x))))
-        bp = F.max_pool2d(x, kernel_size=3, stride=2)
-        return torch.cat([b3, b7, bp], 1)
-
-
-class _InceptionE(nn.Module):
-    """Inception block E (8x8 grid, expanded filter bank); the pool branch's pooling is set by the subclass."""
-
-    _pool_mode = "avg"
-
-    def __init__(self, in_channels: int) -> None:
-        super().__init__()
-        self.branch1x1 = BasicConv2d(in_channels, 320, kernel_size=1)
-        self.branch3x3_1 = BasicConv2d(in_channels, 384, kernel_size=1)
-        self.branch3x3_2a = BasicConv2d(384, 384, kernel_size=(1, 3), padding=(0, 1))
-        self.branch3x3_2b = BasicConv2d(384, 384, kernel_size=(3, 1), padding=(1, 0))
-        self.branch3x3dbl_1 = BasicConv2d(in_channels, 448, kernel_size=1)
-        self.branch3x3dbl_2 = BasicConv2d(448, 384, kernel_size=3, padding=1)
-        self.branch3x3dbl_3a = BasicConv2d(384, 384, kernel_size=(1, 3), padding=(0, 1))
-        self.branch3x3dbl_3b = BasicConv2d(384, 384, kernel_size=(3, 1), padding=(1, 0))
-        self.branch_pool = BasicConv2d(in_channels, 192, kernel_size=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b1 = self.branch1x1(x)
-        b3 = self.branch3x3_1(x)
-        b3 = torch.cat([self.branch3x3_2a(b3), self.branch3x3_2b(b3)], 1)
-        bd = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-        bd = torch.cat([self.branch3x3dbl_3a(bd), self.branch3x3dbl_3b(bd)], 1)
-        bp = self.branch_pool(_pool_3x3_same(x, self._pool_mode))
-        return torch.cat([b1, b3, bd, bp], 1)
-
-
-class FIDInceptionE_1(_InceptionE):
-    """First E block (Mixed_7b): average pooling with ``count_include_pad=False`` in the pool branch."""
-
-    _pool_mode = "avg"
-
-
-class FIDInceptionE_2(_InceptionE):
-    """Second E block (Mixed_7c): *max* pooling in the pool branch, as in the TensorFlow FID graph."""
-
-    _pool_mode = "max"
 
 
 def _check_images(x, low: float = 0.0) -> None:
@@ -411,7 +148,7 @@ class FIDInceptionV3(nn.Module):
 
         The file is found and read before the network is built, so a missing file fails at once.
         """
-        loaded = _read_weights(weights, check_hash)
+        loaded = read_weights(weights, check_hash)
         return cls(**kwargs)._apply_weights(*loaded)
 
     def load_weights(self, weights: PathLike | Mapping[str, torch.Tensor] | None = None, *,
@@ -425,45 +162,16 @@ class FIDInceptionV3(nn.Module):
         entries (a few of each are named). ``num_batches_tracked`` entries are optional. See
         :func:`load_weights_file` for ``check_hash``. Returns ``self``.
         """
-        return self._apply_weights(*_read_weights(weights, check_hash))
+        return self._apply_weights(*read_weights(weights, check_hash))
 
     def _apply_weights(self, state: dict[str, torch.Tensor], origin: str, path: Path | None) -> "FIDInceptionV3":
         own = self.state_dict()
-        self._validate(state, own, origin)
+        check_state_dict(state, own, origin)
         full = {k: state[k] if k in state else own[k] for k in own}  # missing num_batches_tracked: keep 0
         self.load_state_dict(full, strict=True)
         self.weights_path = None if path is None else str(path)
         return self
 
-    @staticmethod
-    def _validate(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor], origin: str) -> None:
-        missing = [k for k in own if k not in state and not k.endswith(_OPTIONAL_SUFFIX)]
-        unexpected = [k for k in state if k not in own]
-        shapes = [f"{k}: {tuple(state[k].shape)} (expected {tuple(own[k].shape)})"
-                  for k in own if k in state and state[k].shape != own[k].shape]
-        not_float = [f"{k}: {state[k].dtype}" for k in own
-                     if k in state and not k.endswith(_OPTIONAL_SUFFIX) and not state[k].is_floating_point()]
-        problems = []
-        for what, items in (("missing", missing), ("unexpected", unexpected), ("with the wrong shape", shapes),
-                            ("not floating point", not_float)):
-            if items:
-                more = f", ... ({len(items) - 5} more)" if len(items) > 5 else ""
-                problems.append(f"{len(items)} {what}: " + ", ".join(items[:5]) + more)
-        if not problems:
-            bad = [k for k in own if k in state and not k.endswith(_OPTIONAL_SUFFIX)
-                   and not bool(torch.isfinite(state[k]).all())]
-            if bad:
-                problems.append(f"{len(bad)} with NaN or infinite values: " + ", ".join(bad[:5]))
-        if problems:
-            hint = ""
-            if any(k.startswith("AuxLogits.") for k in state):
-                hint = (" (AuxLogits entries: this looks like torchvision's ImageNet inception_v3 weights, which "
-                        "differ from the FID weights)")
-            elif any(k.startswith("module.") for k in state):
-                hint = " (keys start with 'module.': strip that DataParallel prefix)"
-            raise InceptionWeightsError(
-                f"{origin} is not a state dict of the FID InceptionV3{hint}. Entries " + "; ".join(problems)
-                + f". The expected file is {WEIGHTS_FILENAME} from {WEIGHTS_URL}")
 
     # -- forward passes -------------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
-"""Fréchet distance with tr sqrt(S1 S2) from a float32 Newton–Schulz iteration (BigGAN-PyTorch's fast path),
-on fused Triton kernels. Inexact by design; returns None (after a warning) whenever the exact route must be used.
+"""tr sqrt(S1 S2) from a float32 Newton–Schulz iteration (BigGAN-PyTorch's fast path), on fused Triton kernels:
+the trace behind ``frechet_distance(..., method="newton_schulz")``, which validates the statistics and computes
+the distance around it. Inexact by design; returns None (after a warning) whenever the exact route must be used.
 """
 from __future__ import annotations
 
@@ -52,15 +53,3 @@ def trace_sqrt_newton_schulz(s1: torch.Tensor, s2: torch.Tensor) -> float | None
               "covariances, e.g. fewer samples than dimensions)")
     return None
 
-
-def frechet_distance_newton_schulz(mu1, sigma1, mu2, sigma2) -> float | None:
-    """The Fréchet distance with the Newton–Schulz trace, or None to ask for the exact route."""
-    from .frechet import _distance, _statistics
-
-    m1, s1 = _statistics(mu1, sigma1, "1")
-    m2, s2 = _statistics(mu2, sigma2, "2", s1.device)
-    if s1.shape != s2.shape:
-        raise ValueError(f"statistics of different dimensions: sigma1 is {tuple(s1.shape)}, sigma2 "
-                         f"{tuple(s2.shape)}")
-    tr = trace_sqrt_newton_schulz(s1, s2)
-    return None if tr is None else _distance(m1, float(s1.diagonal().sum()), m2, s2, tr)
