@@ -9,7 +9,8 @@ statement anywhere in a file (module level, functions, methods, conditionals, ``
 Edges: ``import a.b.c`` and ``from a.b.c import x`` go to ``a.b.c``; ``from pkg import name`` goes to
 ``pkg.name`` when that is a module or package of fastgan, else to ``pkg`` (its ``__init__``). No implicit
 edges to the parent packages' ``__init__`` are added (Python runs them first, but they are not what a module
-depends on). Relative imports are resolved; imports of anything outside fastgan are ignored. fastgan's
+depends on). A string constant that is exactly a fastgan module's dotted name is an edge too (a module imported
+by name at run time: ``importlib.import_module``, an op's ``Launchers``). Relative imports are resolved; imports of anything outside fastgan are ignored. fastgan's
 compiled extension ``fastgan._C`` counts as a module (``from fastgan import _C`` imports it, not a name of
 ``fastgan/__init__.py``), one that imports nothing of fastgan, built or not.
 """
@@ -80,6 +81,8 @@ def import_graph(root: Path = ROOT, package: str = PACKAGE) -> dict[str, set[str
                 for target in _targets(node, module, path, known):
                     if target in known and target != module:
                         graph[module].add(target)
+            elif isinstance(node, ast.Constant) and node.value in known and node.value != module:
+                graph[module].add(node.value)  # a module named by a string: importlib.import_module, Launchers
     return graph
 
 
@@ -183,12 +186,14 @@ def test_import_resolution_on_a_synthetic_package(tmp_path):
         "sub/c.py": "class K:\n    def m(self):\n        from ..a import f\n        from .. import a\n",
         "d.py": "try:\n    from pkg import _ext\nexcept ImportError:\n    from .sub import _ext2\n",
         "_ext.cpython-311-x86_64-linux-gnu.so": "",
+        "e.py": "import importlib\n\ndef load():\n    return importlib.import_module('pkg.d'), 'pkg.d is not a name'\n",
     }
     for name, text in files.items():
         (pkg / name).write_text(text)
     assert import_graph(tmp_path, "pkg") == {
         "pkg": {"pkg.sub"}, "pkg.a": {"pkg", "pkg.b", "pkg.sub.c"}, "pkg.b": {"pkg.a", "pkg.sub.c"},
-        "pkg.sub": {"pkg.sub.c"}, "pkg.sub.c": {"pkg.a"}, "pkg.d": {"pkg._ext", "pkg.sub"}, "pkg._ext": set()}
+        "pkg.sub": {"pkg.sub.c"}, "pkg.sub.c": {"pkg.a"}, "pkg.d": {"pkg._ext", "pkg.sub"}, "pkg._ext": set(),
+        "pkg.e": {"pkg.d"}}
     assert format_cycles(find_cycles(import_graph(tmp_path, "pkg"))) == (
         "pkg -> pkg.sub -> pkg.sub.c -> pkg.a -> pkg\npkg.a -> pkg.b -> pkg.a\npkg.a -> pkg.b -> pkg.sub.c -> pkg.a\n"
         "pkg.a -> pkg.sub.c -> pkg.a")
