@@ -15,7 +15,7 @@ from torch.nn.utils.parametrizations import _SpectralNorm as TorchSN
 from torch.nn.utils.spectral_norm import SpectralNorm as LegacySN
 
 from . import activations
-from .nn.batch_norm import from_torch_batchnorm
+from .nn.cond_batch_norm import from_torch_batchnorm
 from .nn.spectral_norm import spectral_norm as fused_spectral_norm
 
 

@@ -1,6 +1,6 @@
 """Drop-in nn.Modules built on fastgan's ops."""
-from .batch_norm import (BatchNorm2d, ConditionalBatchNorm2d, LinearConditionalBatchNorm2d, convert_sync_batchnorm,
-                         from_torch_batchnorm)
+from .cond_batch_norm import (BatchNorm2d, ConditionalBatchNorm2d, LinearConditionalBatchNorm2d, convert_sync_batchnorm,
+                              from_torch_batchnorm)
 from .spectral_norm import (SNConv2d, SNConvTranspose2d, SNEmbedding, SNLinear, SpectralNorm, SpectralNormGroup,
                             spectral_norm, spectral_norm_layers)
 
