@@ -1,5 +1,6 @@
-"""What a benchmark ran on: versions, the GPU, the CUDA extension as built, and the device's bandwidth (the datasheet
-figure and a measured device-to-device copy). ``fastgan info`` prints the same description (:func:`summary_rows`)."""
+"""What a benchmark ran on: versions, the GPU (and the CPU model), the CUDA extension as built, and the device's
+bandwidth (the datasheet figure and a measured device-to-device copy). ``fastgan info`` prints the same description
+(:func:`summary_rows`)."""
 from __future__ import annotations
 
 import platform
@@ -74,6 +75,18 @@ def environment() -> dict:
         env["gpu"] = {"name": p.name, "capability": f"{p.major}.{p.minor}", "sms": p.multi_processor_count,
                       "memory_gib": round(p.total_memory / 2**30, 1)}
     return env
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def describe_gpu(gpu: dict | None) -> str:

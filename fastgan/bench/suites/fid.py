@@ -19,8 +19,9 @@ Cases:
 Before a case is timed, every implementation is called once and the results compared: the exact routes must agree
 to 1e-6 relative (a disagreement flags the case; a fastgan route that disagrees with every baseline fails);
 Newton–Schulz, inexact by design, must agree to 1e-3 relative on tr sqrt(S1 S2), and the fused statistics with
-float64 to 1e-4. An implementation that fails (or raises) is reported with its error and not timed. The inputs are covariances of two sets of 10,000 features with a power-law spectrum
-(X = Z diag(k^-1/2), Z standard normal, plus a positive mean), made from a fixed seed.
+float64 to 1e-4. An implementation that fails (or raises) is reported with its error and not timed. The inputs are
+covariances of two sets of 10,000 features with a power-law spectrum (X = Z diag(k^-1/2), Z standard normal, plus a
+positive mean), made from a fixed seed.
 """
 from __future__ import annotations
 
@@ -28,13 +29,13 @@ import ctypes
 import functools
 import math
 import os
-import platform
 import warnings
 from collections import OrderedDict
 
 import numpy as np
 import torch
 
+from ..environment import cpu_model
 from ..runner import Case, Unavailable, first_line
 from .common import Target, impl_ms, record_targets, record_value
 
@@ -90,18 +91,6 @@ def configure(args) -> None:
 def samples(dim: int) -> int:
     """Features per set: SAMPLES, or 2 * dim when that is more (the covariances must be non-singular)."""
     return max(SAMPLES, 2 * dim)
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo, else what platform knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def _openblas_libraries() -> "OrderedDict[str, tuple]":
