@@ -3,7 +3,7 @@ wall-clock time on a shared machine is not.
 
     python bench/host_instructions.py [--calls 1000] [--backend cuda] [NAME_SUBSTRING ...]
 
-For each case of fastgan/bench_suites/host_overhead.py: valgrind --tool=callgrind of a process that makes the call
+For each case of fastgan/bench/suites/host_overhead.py: valgrind --tool=callgrind of a process that makes the call
 --calls times, minus one that makes it 0 times (which cancels the imports), with PYTHONHASHSEED=0 and the garbage
 collector off. About a minute per process.
 """
@@ -17,7 +17,7 @@ import tempfile
 
 
 def _child(index: int, calls: int, backend: str) -> None:
-    from fastgan.bench_suites import host_overhead as ho
+    from fastgan.bench.suites import host_overhead as ho
 
     gc.disable()  # a collection traverses every imported object: not the call's cost
     _, _, make = ho.CALLS[index]
@@ -45,7 +45,7 @@ def main() -> int:
     if sys.argv[1:2] == ["--child"]:
         _child(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
         return 0
-    from fastgan.bench_suites import host_overhead as ho
+    from fastgan.bench.suites import host_overhead as ho
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=1000)

@@ -2,7 +2,7 @@
 
     python bench/host_overhead.py [--out DIR]
 
-The same cases as ``fastgan bench --suite host_overhead`` (fastgan/bench_suites/host_overhead.py); prints one line
+The same cases as ``fastgan bench --suite host_overhead`` (fastgan/bench/suites/host_overhead.py); prints one line
 per case: microseconds per call on the triton and the cuda backend's host path.
 """
 import argparse

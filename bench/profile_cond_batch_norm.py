@@ -11,7 +11,7 @@ import torch
 from profiling import profile_calls
 
 import fastgan
-from fastgan.bench_suites.cond_batch_norm import bn_relu, ccbn_relu, inputs
+from fastgan.bench.suites.cond_batch_norm import bn_relu, ccbn_relu, inputs
 
 
 def main():

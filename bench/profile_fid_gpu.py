@@ -1,7 +1,7 @@
 """Time the steps of the exact Fréchet distance on a GPU (float64, d=2048): Cholesky, F^T S2 F, eigvalsh."""
 import torch
 
-from fastgan.bench_suites import fid as suite
+from fastgan.bench.suites import fid as suite
 
 
 def bench(fn, reps=5):

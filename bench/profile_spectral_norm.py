@@ -9,7 +9,7 @@ import torch
 from profiling import profile_calls
 
 import fastgan
-from fastgan.bench_suites.spectral_norm import WEIGHT_SETS
+from fastgan.bench.suites.spectral_norm import WEIGHT_SETS
 
 
 def main():

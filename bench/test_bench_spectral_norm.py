@@ -7,8 +7,8 @@ numbers to report come from ``fastgan bench`` (CUDA events, L2 flushed).
 import pytest
 import torch
 
-from fastgan.bench import IMPL_ORDER
-from fastgan.bench_suites import spectral_norm as suite
+from fastgan.bench.report import IMPL_ORDER
+from fastgan.bench.suites import spectral_norm as suite
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -14,20 +14,12 @@ def _rows(pairs) -> list[str]:
 
 def info_text() -> str:
     """What ``fastgan info`` prints: versions, the CUDA extension, the GPU and the backend choice of every op."""
-    from . import _backend, bench
+    from . import _backend
+    from .bench.environment import environment, summary_rows
 
-    env = bench.environment()
+    env = environment()
     gpu = env["gpu"]
-    pairs = [
-        ("fastgan", env["fastgan"]),
-        ("python", env["python"]),
-        ("torch", f"{env['torch']} (CUDA {env['torch_cuda'] or 'none'})"),
-        ("triton", env["triton"] or "not installed"),
-        ("TRITON_INTERPRET", "1 (Triton kernels run on the CPU, emulated)" if env["triton_interpret"] else "not set"),
-        ("CUDA extension", bench.describe_build(env["build"])),
-        ("GPU", bench.describe_gpu(gpu)),
-        ("backend in force", _backend.current_backend()),
-    ]
+    pairs = summary_rows(env) + [("backend in force", _backend.current_backend())]
     lines = _rows(pairs)
 
     devices = ([("CUDA float32", torch.device("cuda", 0))] if gpu else []) + [("CPU float32", torch.device("cpu"))]
@@ -108,14 +100,15 @@ def _version() -> str:
 
 def main(argv=None) -> int:
     """Entry point of the ``fastgan`` console script and of ``python -m fastgan``."""
-    from . import bench
+    from .bench import command as bench_command
 
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="fastgan", description="Fused Triton/CUDA kernels for GANs.")
     parser.add_argument("--version", action="version", version=f"fastgan {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("info", help="versions, the CUDA extension, the GPU and the backend each op uses")
-    bench.add_arguments(sub.add_parser("bench", help="benchmark fastgan against eager PyTorch and torch.compile"))
+    bench_command.add_arguments(sub.add_parser("bench",
+                                               help="benchmark fastgan against eager PyTorch and torch.compile"))
     fid = sub.add_parser("fid", help="FID between two image folders or .npz statistics files",
                          description="FID between A and B (image folders or .npz files with mu and sigma, as "
                                      "pytorch-fid and clean-fid write them), with pytorch-fid's InceptionV3. "
@@ -136,7 +129,7 @@ def main(argv=None) -> int:
         sys.stdout.write(info_text())
         return 0
     if args.command == "bench":
-        return bench.main(args, bench.command_line(argv))
+        return bench_command.main(args, bench_command.command_line(argv))
     if args.command == "fid":
         try:
             return _fid(args)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from fastgan import bench
-from fastgan.bench_suites import SUITES, load
-from fastgan.bench_suites import cond_batch_norm as suite
+from fastgan.bench import command, runner
+from fastgan.bench.suites import SUITES, load
+from fastgan.bench.suites import cond_batch_norm as suite
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_CUDA = torch.cuda.is_available()
@@ -75,7 +75,7 @@ def test_the_suite_is_registered():
     assert load("cond_batch_norm") is suite
     assert suite.SUITE == "cond_batch_norm"
     parser = argparse.ArgumentParser()
-    bench.add_arguments(parser)
+    command.add_arguments(parser)
     args = parser.parse_args(["--suite", "cond_batch_norm", "--cbn-scale", "8", "--cbn-all-shapes"])
     assert args.suite == ["cond_batch_norm"] and args.cbn_scale == 8 and args.cbn_all_shapes
     assert "cond_batch_norm" in parser.format_help()
@@ -185,7 +185,7 @@ def test_report_of_the_scaled_suite_on_the_cpu(tmp_path):
     backends = ("torch",) if _op_importable() else ()
     cases = [c for c in _small_cases(backends=backends) if c.params["shape"][1] in (16, 3)]  # DCGAN 4x4, BigGAN 128
     assert len(cases) == 8
-    report = bench.run(cases, tmp_path, quick=True, with_compile=False, command="test", log=lambda msg: None,
+    report = runner.run(cases, tmp_path, quick=True, with_compile=False, command="test", log=lambda msg: None,
                        suites={"cond_batch_norm": suite.describe()})
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert [r["status"] for r in on_disk["cases"]] == ["ok"] * len(cases)
@@ -256,7 +256,7 @@ def test_bench_command_without_a_gpu_reports_the_floors(tmp_path):
     assert len(report["cases"]) == 10 * 2
     assert report["suites"]["cond_batch_norm"]["all_shapes"] is True
     for rec in report["cases"]:
-        assert rec["status"] == bench.NOT_RUN and rec["dtype"] == "bfloat16"
+        assert rec["status"] == runner.NOT_RUN and rec["dtype"] == "bfloat16"
         n, c, h, w = rec["params"]["shape"]
         assert rec["floor_bytes"] == {"fwd": 3, "fwd+bwd": 8}[rec["mode"]] * n * c * h * w * 2
     table = proc.stdout

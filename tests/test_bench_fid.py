@@ -11,8 +11,8 @@ import pytest
 import scipy.linalg
 import torch
 
-from fastgan import bench
-from fastgan.bench_suites import fid
+from fastgan.bench import runner
+from fastgan.bench.suites import fid
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM = 64
@@ -73,10 +73,10 @@ def test_disagreeing_implementations_are_flagged(tmp_path):
     assert check["max_rel_diff"] == pytest.approx(1e-3, rel=1e-2)
     assert "disagree" in check["flag"]
 
-    case = bench.Case("fid", "made up", "float64", "fwd", 8, "eight bytes", impls=impls, device="cpu",
+    case = runner.Case("fid", "made up", "float64", "fwd", 8, "eight bytes", impls=impls, device="cpu",
                       baselines=("scipy sqrtm (pytorch-fid)",), reps={n: (0, 1) for n in impls},
                       check=lambda i: fid._check_distance(DIM, i))
-    report = bench.run([case], tmp_path, quick=True, with_compile=False, log=lambda msg: None)
+    report = runner.run([case], tmp_path, quick=True, with_compile=False, log=lambda msg: None)
     rec = report["cases"][0]
     assert "disagree" in rec["flag"]
     assert all("median_ms" in v for v in rec["impls"].values())  # flagged, and still timed
@@ -98,7 +98,7 @@ def test_report_of_the_suite_at_a_small_dimension(tmp_path):
         assert c.flops == {"fastgan[triton]": b * DIM * (DIM + 1), fid.MATMUL: 2 * b * DIM * DIM}
         assert f"{2 * b * DIM * DIM:.4g}" in c.floor_desc
 
-    report = bench.run(cases, tmp_path, quick=True, with_compile=False, command="test", log=lambda msg: None,
+    report = runner.run(cases, tmp_path, quick=True, with_compile=False, command="test", log=lambda msg: None,
                        suites={"fid": fid.describe()})
     on_disk = json.loads((tmp_path / "results.json").read_text())
     rec = on_disk["cases"][0]
@@ -117,7 +117,7 @@ def test_report_of_the_suite_at_a_small_dimension(tmp_path):
     assert threads["torch_threads"] == torch.get_num_threads() and threads["cpu_model"]
     assert "pct_copy_bw" not in rec  # the copy bandwidth is the GPU's
     if not HAS_CUDA:
-        assert [r["status"] for r in on_disk["cases"][1:]] == [bench.NOT_RUN] * (len(cases) - 1)
+        assert [r["status"] for r in on_disk["cases"][1:]] == [runner.NOT_RUN] * (len(cases) - 1)
     md = (tmp_path / "results.md").read_text()
     assert f"| fid | frechet distance d={DIM} (CPU) | float64 |" in md
     header = next(line for line in md.splitlines() if line.startswith("| suite |"))

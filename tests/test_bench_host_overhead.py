@@ -2,8 +2,9 @@
 import triton.runtime.interpreter
 import triton.runtime.jit
 
-from fastgan import _backend, bench
-from fastgan.bench_suites import host_overhead
+from fastgan import _backend
+from fastgan.bench import runner
+from fastgan.bench.suites import host_overhead
 
 
 def test_suite_times_every_call_on_both_backends_and_restores_what_it_patched(tmp_path, monkeypatch):
@@ -13,7 +14,7 @@ def test_suite_times_every_call_on_both_backends_and_restores_what_it_patched(tm
     cases = host_overhead.cases()
     for case in cases:
         case.reps = {name: (2, 5) for name in case.reps}
-    report = bench.run(cases, tmp_path, with_compile=False, log=lambda msg: None)
+    report = runner.run(cases, tmp_path, with_compile=False, log=lambda msg: None)
     assert len(report["cases"]) == len(host_overhead.CALLS) >= 9
     for rec in report["cases"]:
         assert rec["status"] == "ok", rec

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fastgan import _backend, bench
+from fastgan import _backend
+from fastgan.bench import environment, runner
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +23,7 @@ def _fastgan(*args, timeout=120):
 
 
 # Spectral-normed weights as matrices (rows x columns), written out by hand from the papers and code
-# (a k x k convolution in -> out is out x in*k*k), independently of fastgan.bench_suites.
+# (a k x k convolution in -> out is out x in*k*k), independently of fastgan.bench.suites.
 SNGAN32_D = [(64, 27), (64, 1024), (128, 576), (128, 2048), (256, 1152), (256, 4096), (512, 2304), (1, 8192)]
 SNGAN128_D = [
     (64, 27), (64, 576), (64, 3),  # optimized block 3 -> 64: c1, c2, shortcut
@@ -91,7 +92,7 @@ def test_bench_without_gpu_writes_floors_for_every_case(tmp_path):
         got[key] = rec["floor_bytes"]
         assert rec["floor_bytes"] > 0
         assert rec["params"]["power_iteration_floor_bytes"] == expected[(key[0], key[1], "power_iteration", "fwd")]
-        assert rec["status"] in (bench.NOT_RUN, bench.SKIPPED)
+        assert rec["status"] in (runner.NOT_RUN, runner.SKIPPED)
         assert rec["floor_us_at_datasheet"]["H100 SXM"] == pytest.approx(rec["floor_bytes"] / 3.35e12 * 1e6)
         assert rec["floor_us_at_datasheet"]["H200"] == pytest.approx(rec["floor_bytes"] / 4.8e12 * 1e6)
     assert got == expected
@@ -102,7 +103,7 @@ def test_bench_without_gpu_writes_floors_for_every_case(tmp_path):
 
 
 def test_bench_by_default_covers_every_suite_and_says_what_it_wrote(tmp_path):
-    from fastgan.bench_suites import SUITES
+    from fastgan.bench.suites import SUITES
 
     args = ["bench", "--out", str(tmp_path)]
     if torch.cuda.is_available():
@@ -129,7 +130,7 @@ def test_bench_refuses_a_budget_that_runs_nothing(tmp_path):
 
 
 def _case(name, impls):
-    return bench.Case("demo", name, "float32", "fwd", 8000, "one read of 2000 floats", impls=OrderedDict(impls),
+    return runner.Case("demo", name, "float32", "fwd", 8000, "one read of 2000 floats", impls=OrderedDict(impls),
                       device="cpu")
 
 
@@ -140,8 +141,8 @@ def test_runner_times_cpu_cases_and_records_errors(tmp_path):
         raise RuntimeError("kernel failed\nwith a long traceback")
 
     cases = [_case("sum", {"fastgan[triton]": lambda: x.sum(), "eager": broken,
-                           "fastgan[cuda]": bench.Unavailable("no GPU here")})]
-    report = bench.run(cases, tmp_path, quick=True, with_compile=False, command="test", log=lambda msg: None)
+                           "fastgan[cuda]": runner.Unavailable("no GPU here")})]
+    report = runner.run(cases, tmp_path, quick=True, with_compile=False, command="test", log=lambda msg: None)
     rec = report["cases"][0]
     assert rec["status"] == "ok"
     assert rec["impls"]["fastgan[triton]"]["median_ms"] > 0
@@ -156,8 +157,8 @@ def test_runner_times_cpu_cases_and_records_errors(tmp_path):
 def test_runner_skips_cases_past_the_budget(tmp_path):
     calls = []
     cases = [_case(f"c{i}", {"eager": lambda: calls.append(1)}) for i in range(2)]
-    report = bench.run(cases, tmp_path, budget_s=0, quick=True, with_compile=False, log=lambda msg: None)
-    assert [r["status"] for r in report["cases"]] == [bench.SKIPPED] * 2
+    report = runner.run(cases, tmp_path, budget_s=0, quick=True, with_compile=False, log=lambda msg: None)
+    assert [r["status"] for r in report["cases"]] == [runner.SKIPPED] * 2
     assert not calls
 
 
@@ -165,5 +166,5 @@ def test_runner_skips_cases_past_the_budget(tmp_path):
                                          ("NVIDIA H200", "H200"), ("NVIDIA A100-SXM4-80GB", "A100 80GB"),
                                          ("NVIDIA A100-SXM4-40GB", "A100 40GB"), ("NVIDIA L4", None)])
 def test_datasheet_bandwidth_matches_device_names(name, label):
-    got = bench.datasheet_bandwidth(name)
+    got = environment.datasheet_bandwidth(name)
     assert (got[0] if got else None) == label

@@ -24,7 +24,7 @@ def test_every_dotted_name_resolves_after_import_fastgan():
 
 
 def test_bench_options_the_readme_lists_exist():
-    from fastgan.bench_suites import SUITES
+    from fastgan.bench.suites import SUITES
 
     for suite in SUITES:
         assert f"`{suite}`" in README, f"the README does not list the bench suite {suite}"

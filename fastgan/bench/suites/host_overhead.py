@@ -24,7 +24,7 @@ from collections import OrderedDict
 import torch
 import torch.nn.functional as F
 
-from ..bench import Case
+from ..runner import Case
 
 SUITE = "host_overhead"
 BACKENDS = ("cuda", "triton")
@@ -66,7 +66,7 @@ def kernels_as_no_ops():
     import triton.runtime.interpreter
     import triton.runtime.jit
 
-    from .. import _backend
+    from ... import _backend
 
     real = _backend.unavailable_reason
 

@@ -42,7 +42,6 @@ run's time budget counts, so the cases are ordered by importance: the largest ac
 from __future__ import annotations
 
 import functools
-import gc
 import math
 import time
 from collections import OrderedDict
@@ -51,7 +50,9 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from ..bench import Case, Unavailable
+from ..runner import Case, Unavailable
+from .common import Target, compare_with_reference, current, fastgan_backends, record_targets, record_value
+from .common import rel_err  # noqa: F401 - the suite's measure of error, as its tests use it
 
 SUITE = "cond_batch_norm"
 DTYPES = ("float32", "bfloat16")
@@ -150,7 +151,7 @@ def ccbn_relu(x, gain, bias, running_mean, running_var):
 
 def _op():
     """(fastgan's conditional_batch_norm, its name in the backend registry)."""
-    from ..ops import cond_batch_norm as mod
+    from ...ops import cond_batch_norm as mod
 
     return mod.conditional_batch_norm, getattr(mod, "OP", SUITE)
 
@@ -185,9 +186,9 @@ def floor_bytes(shape, dtype: str, mode: str) -> int:
     return FLOOR_PASSES[mode] * math.prod(shape) * getattr(torch, dtype).itemsize
 
 
-def _targets() -> list[tuple]:
-    out = [(f"x {base} >= {x:g}", functools.partial(_get, f"speedup_vs_{base}"), x) for base, x in SPEEDUP_TARGETS]
-    out.append((f"% copy BW >= {COPY_BW_TARGET_PCT:g}", functools.partial(_get, "pct_copy_bw"), COPY_BW_TARGET_PCT))
+def _targets() -> list[Target]:
+    out = [Target(f"x {base} >= {x:g}", record_value(f"speedup_vs_{base}"), x) for base, x in SPEEDUP_TARGETS]
+    out.append(Target(f"% copy BW >= {COPY_BW_TARGET_PCT:g}", record_value("pct_copy_bw"), COPY_BW_TARGET_PCT))
     return out
 
 
@@ -196,7 +197,7 @@ def describe() -> dict:
     scale = SCALE
     rows = [{"model": s.model, "layers": s.layers, "shape": list(scaled(s.shape, scale)),
              "affine": "per-sample (N, C)" if s.per_sample else "per-channel (C,)"} for s in shapes()]
-    targets = [t[0] for t in _targets()]
+    targets = [t.label for t in _targets()]
     return {"scale": scale, "all_shapes": ALL_SHAPES, "shapes": rows, "targets": targets, "lines": [
         "shapes (in run order): " + ", ".join(f"{r['model']} {tuple(r['shape'])}" for r in rows)
         + (f" (batch and channels divided by {scale})" if scale > 1 else ""),
@@ -227,14 +228,14 @@ def cases(device: str = "cuda", dtypes=DTYPES, scale: int | None = None, all_sha
                           "numel": numel, "element_bytes": esize, "activation_bytes": numel * esize,
                           "floor_passes": FLOOR_PASSES[mode], "tolerance": dict(TOLERANCE[dt]),
                           "eager": "ccbn_relu" if spec.per_sample else "bn_relu",
-                          "targets": [t[0] for t in targets]}
+                          "targets": [t.label for t in targets]}
                 name = f"{spec.model} {'ccbn' if spec.per_sample else 'BN'}+ReLU {'x'.join(map(str, shape))}"
                 out.append(Case(SUITE, name, dt, mode, floor, FWD_DESC if mode == "fwd" else FWD_BWD_DESC,
                                 device=device, params=params,
                                 setup=functools.partial(_setup, shape, spec.per_sample, dt, device, mode,
                                                         tuple(backends)),
                                 check=functools.partial(_check, shape, spec.per_sample, dt, device, mode),
-                                finish=functools.partial(_finish, targets)))
+                                finish=functools.partial(record_targets, targets)))
     return out
 
 
@@ -302,24 +303,10 @@ class _Bundle:
         return fwd_bwd
 
 
-# One bundle at a time: the cases of a shape and dtype are consecutive, and fwd+bwd reuses fwd's compiled function.
-_current: dict = {}
-
-
-def _free() -> None:
-    _current.clear()
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 def _bundle(shape, per_sample: bool, dtype: str, device: str) -> _Bundle:
-    key = (tuple(shape), per_sample, dtype, device)
-    if key not in _current:
-        _free()
-        torch._dynamo.reset()  # forget the last shape's compiled function: its guards would be checked on every call
-        _current[key] = _Bundle(shape, per_sample, dtype, device)
-    return _current[key]
+    """The tensors of a shape and dtype, one set at a time: fwd+bwd reuses the fwd case's compiled function."""
+    return current((SUITE, tuple(shape), per_sample, dtype, device),
+                   lambda: _Bundle(shape, per_sample, dtype, device))
 
 
 def _sync(device: str) -> None:
@@ -353,15 +340,12 @@ def _compiled(b: _Bundle, mode: str):
 
 def _fastgan_backends(device: str, dtype: str, backends) -> list[tuple[str, str | None]]:
     """(backend, unavailable reason or None) for each of ``backends``."""
-    from .. import _backend
-
     try:
         _, op_name = _op()
     except (ImportError, AttributeError) as e:
         why = f"fastgan.conditional_batch_norm is not importable ({type(e).__name__}: {e})"
         return [(name, why) for name in backends]
-    dev, dt = torch.device(device), getattr(torch, dtype)
-    return [(name, _backend.unavailable_reason(name, dev, dt, op_name)) for name in backends]
+    return fastgan_backends(op_name, device, dtype, backends)
 
 
 def _setup(shape, per_sample: bool, dtype: str, device: str, mode: str, backends, with_compile: bool) -> OrderedDict:
@@ -380,13 +364,6 @@ def _setup(shape, per_sample: bool, dtype: str, device: str, mode: str, backends
 # ---------------------------------------------------------------- check and targets
 
 
-def rel_err(a: torch.Tensor, ref: torch.Tensor) -> float:
-    """||a - ref|| / ||ref||, computed in float32 (float64 for float64 tensors)."""
-    dt = torch.float64 if ref.dtype == torch.float64 else torch.float32
-    a, ref = a.detach().to(dt), ref.detach().to(dt)
-    return float((a - ref).norm() / ref.norm().clamp_min(1e-30))
-
-
 _KIND = {"y": "y", "dx": "grad", "dweight": "grad", "dbias": "grad", "running_mean": "stats",
          "running_var": "stats"}
 OUTPUTS = {"fwd": ("y",), "fwd+bwd": ("y", "dx", "dweight", "dbias")}
@@ -400,58 +377,15 @@ def batch_stats(running_mean: torch.Tensor, running_var: torch.Tensor) -> tuple[
 
 def _check(shape, per_sample: bool, dtype: str, device: str, mode: str, impls) -> dict:
     """From the same initial running statistics, call every implementation once and compare its outputs and
-    running statistics (as :func:`batch_stats`) with eager's; an error above TOLERANCE[dtype] flags the case."""
+    running statistics (as :func:`batch_stats`) with eager's; one off by more than TOLERANCE[dtype] fails."""
     b = _bundle(shape, per_sample, dtype, device)
-    tol = TOLERANCE[dtype]
-    names = OUTPUTS[mode]
-    b.reset_stats()
-    ref = impls["eager"]()
-    ref = (ref,) if mode == "fwd" else ref
-    ref_stats = batch_stats(*b.running("eager"))
-    out = {"tolerance": dict(tol), "reference": "eager", "errors": OrderedDict(), "dtypes": OrderedDict()}
-    flags, failed = [], OrderedDict()
-    for name, fn in impls.items():
-        if name == "eager" or isinstance(fn, BaseException):
-            continue
-        try:
-            got = fn()
-        except Exception as e:  # noqa: BLE001 - reported as the case's flag
-            failed[name] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            continue
-        got = (got,) if mode == "fwd" else got
-        errs = OrderedDict((k, rel_err(g, r)) for k, g, r in zip(names, got, ref))
-        if name in b.stats:
-            mean, var = batch_stats(*b.stats[name])
-            errs["running_mean"] = rel_err(mean, ref_stats[0])
-            errs["running_var"] = rel_err(var, ref_stats[1])
-        out["errors"][name] = errs
-        out["dtypes"][name] = str(got[0].dtype).replace("torch.", "")
-        bad = [f"{k} {v:.2g} > {tol[_KIND[k]]:g}" for k, v in errs.items() if not v <= tol[_KIND[k]]]
-        if bad:
-            flags.append(f"{name} off: " + ", ".join(bad))
-        if got[0].dtype != ref[0].dtype or got[0].shape != ref[0].shape:
-            flags.append(f"{name} returned {tuple(got[0].shape)} {got[0].dtype}, eager {tuple(ref[0].shape)} "
-                         f"{ref[0].dtype}")
-        del got
-    if failed:
-        out["failed"] = dict(failed)
-        flags.append("failed: " + ", ".join(f"{n} ({why})" for n, why in failed.items()))
+
+    def stats(name):
+        if name not in b.stats:
+            return {}
+        return OrderedDict(zip(("running_mean", "running_var"), batch_stats(*b.stats[name])))
+
+    out = compare_with_reference(impls, OUTPUTS[mode], TOLERANCE[dtype], _KIND, reset=b.reset_stats, state=stats)
     if b.compile_s:
         out["compile_s"] = {k: round(v, 2) for k, v in b.compile_s.items()}
-    if flags:
-        out["flag"] = "; ".join(flags)
     return out
-
-
-def _get(key: str, rec: dict):
-    return rec.get(key)
-
-
-def _finish(targets, rec: dict) -> None:
-    """Record which targets (label, getter, threshold: value >= threshold) the measured numbers meet."""
-    rec["targets"] = []
-    for label, getter, threshold in targets:
-        value = getter(rec)
-        if value is not None:
-            rec["targets"].append({"target": label, "value": value, "threshold": threshold,
-                                   "met": bool(value >= threshold)})

@@ -1,7 +1,7 @@
 """Benchmark suites of ``fastgan bench``.
 
 A suite is a module of this package with ``SUITE`` (its name), ``cases(device, dtypes)`` (its list of
-:class:`fastgan.bench.Case`; cheap: tensors are only made by each case's ``setup(with_compile)``) and
+:class:`fastgan.bench.runner.Case`; cheap: tensors are only made by each case's ``setup(with_compile)``) and
 ``describe()`` (a JSON-able dict for the report, e.g. the weight sets and their parameter counts).
 """
 from __future__ import annotations

@@ -8,6 +8,11 @@ Implementations: ``fastgan[cuda]`` and ``fastgan[triton]`` (:func:`fastgan.spect
   ``autograd.grad`` of sum((W_i / sigma_i) * R_i) with fixed random R_i;
 * power iteration only: two mv + normalize per weight and sigma = u . W v (fastgan:
   :func:`fastgan.spectral_norm_power_iteration_`).
+
+Before a case is timed, every implementation is called once from the same u and v (those of the eager modules, as
+spectral_norm made them) and its results (sigma, or every W / sigma and, in fwd+bwd, every weight gradient) and the
+u and v it leaves are compared with eager's (norm-relative error, the largest over the weights; tolerance by dtype,
+TOLERANCE). An implementation outside the tolerance is reported as failed, with its error, and not timed.
 """
 from __future__ import annotations
 
@@ -19,12 +24,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..bench import Case, Unavailable
+from ..runner import Case, Unavailable
+from .common import compare_with_reference, current, fastgan_backends
 
 SUITE = "spectral_norm"
 OP = "spectral_norm"
 DTYPES = ("float32", "bfloat16")
+BACKENDS = ("cuda", "triton")
 EPS = 1e-12
+# The norm-relative error against eager an implementation may show, by dtype of the weights: of its outputs (sigma,
+# or every W / sigma), of the weight gradients, of u and v after the call (the largest over the weights). fastgan
+# keeps u, v and sigma in float32; eager keeps them in the weight dtype and rounds every step (mv, normalize, vdot,
+# W / sigma) to it. Measured on the CPU, fastgan's reference backend against eager at the SNGAN-32 and SNGAN-128 D
+# weights: float32 0 (the same operations), bfloat16 sigma, u, v 3-4e-3, W / sigma 5-6e-3, dW 5-7e-3.
+TOLERANCE = {"float32": {"out": 1e-4, "grad": 1e-4, "state": 1e-4},
+             "float16": {"out": 4e-3, "grad": 8e-3, "state": 4e-3},
+             "bfloat16": {"out": 2e-2, "grad": 3e-2, "state": 2e-2}}
+_KIND = {"sigma": "out", "W/sigma": "out", "dW": "grad", "u": "state", "v": "state"}
+OUTPUTS = {"power_iteration": "sigma", "fwd": "W/sigma", "fwd+bwd": ("W/sigma", "dW")}
 
 
 def _conv(cout: int, cin: int, k: int) -> tuple[int, int, int, int]:
@@ -97,22 +114,28 @@ def describe() -> dict:
                                    "shapes": [list(s) for s in shapes]} for name, shapes in WEIGHT_SETS.items()}}
 
 
-def cases(device: str = "cuda", dtypes=DTYPES) -> list[Case]:
-    """Per weight set and dtype: power iteration, spectral_normalize fwd, spectral_normalize fwd+bwd."""
+def cases(device: str = "cuda", dtypes=DTYPES, backends=BACKENDS, weight_sets=None) -> list[Case]:
+    """Per weight set and dtype: power iteration, spectral_normalize fwd, spectral_normalize fwd+bwd.
+
+    ``backends``: the fastgan backends to time; ``weight_sets``: name -> list of shapes (default: WEIGHT_SETS)."""
     out = []
-    for ws, shapes in WEIGHT_SETS.items():
+    for ws, shapes in (WEIGHT_SETS if weight_sets is None else weight_sets).items():
         n = param_count(shapes)
+        shapes = tuple(tuple(s) for s in shapes)
         for dt in dtypes:
             wbytes = n * getattr(torch, dt).itemsize
             base = {"weight_set": ws, "tensors": len(shapes), "params": n, "weight_bytes": wbytes,
                     "power_iteration_floor_bytes": 2 * wbytes}
+            key = (ws, shapes, dt, device, tuple(backends))
             out.append(Case(SUITE, f"{ws} power iteration", dt, "fwd", 2 * wbytes, PI_DESC, device=device,
-                            params={**base, "op": "power_iteration"},
-                            setup=functools.partial(_setup_power_iteration, ws, dt, device)))
+                            params={**base, "op": "power_iteration", "tolerance": dict(TOLERANCE[dt])},
+                            setup=functools.partial(_setup_power_iteration, *key),
+                            check=functools.partial(_check, *key, "power_iteration")))
             for mode, mult, desc in (("fwd", 4, FWD_DESC), ("fwd+bwd", 7, FWD_BWD_DESC)):
                 out.append(Case(SUITE, f"{ws} spectral_normalize", dt, mode, mult * wbytes, desc, device=device,
-                                params={**base, "op": "spectral_normalize"},
-                                setup=functools.partial(_setup_normalize, ws, dt, device, mode)))
+                                params={**base, "op": "spectral_normalize", "tolerance": dict(TOLERANCE[dt])},
+                                setup=functools.partial(_setup_normalize, *key, mode),
+                                check=functools.partial(_check, *key, mode)))
     return out
 
 
@@ -127,21 +150,39 @@ class _Holder(nn.Module):
 class _Bundle:
     """The tensors of one weight set and dtype: eager SN modules, their parameters, fastgan's u, v and R."""
 
-    def __init__(self, ws: str, dtype: str, device: str):
+    def __init__(self, shapes, dtype: str, device: str):
         gen = torch.Generator(device=device).manual_seed(0)
         dt = getattr(torch, dtype)
         self.mods = []
-        for shape in WEIGHT_SETS[ws]:
+        for shape in shapes:
             w = torch.randn(shape, generator=gen, device=device) / math.sqrt(math.prod(shape[1:]))
             m = _Holder(w.to(dt))
             nn.utils.parametrizations.spectral_norm(m)  # 15 power iterations at construction, as in a model
             self.mods.append(m.train())
         self.params = [m.parametrizations.weight.original for m in self.mods]
         sns = [m.parametrizations.weight[0] for m in self.mods]
-        self.us = [sn._u.detach().float().clone() for sn in sns]
-        self.vs = [sn._v.detach().float().clone() for sn in sns]
+        # the eager state is kept in the weight dtype, as parametrizations.spectral_norm keeps it
+        self.eager_us, self.eager_vs = [sn._u for sn in sns], [sn._v for sn in sns]
+        self.us = [u.detach().float().clone() for u in self.eager_us]
+        self.vs = [v.detach().float().clone() for v in self.eager_vs]
+        self._initial = [t.clone() for t in self._state()]
         self.R = [torch.randn(p.shape, generator=gen, device=device, dtype=dt) for p in self.params]
         self.compiled = {}  # what -> compiled callable, or the exception compiling raised
+
+    def _state(self):
+        return [*self.eager_us, *self.eager_vs, *self.us, *self.vs]
+
+    def reset_state(self) -> None:
+        """Every u and v back to what spectral_norm made (the power iterations update them in place)."""
+        with torch.no_grad():
+            for t, t0 in zip(self._state(), self._initial):
+                t.copy_(t0)
+
+    def uv(self, name: str) -> dict:
+        """The u and v that implementation ``name`` updates."""
+        if name.startswith("fastgan"):
+            return {"u": self.us, "v": self.vs}
+        return {"u": self.eager_us, "v": self.eager_vs}
 
     def eager_fwd(self):
         return [m.weight for m in self.mods]
@@ -150,19 +191,10 @@ class _Bundle:
         return torch.autograd.grad(sum((w * r).sum() for w, r in zip(ws, self.R)), self.params)
 
 
-# One bundle at a time: cases of one weight set and dtype are consecutive, and the fwd+bwd case reuses the
-# compiled function of the fwd case.
-_current: dict = {}
-
-
-def _bundle(ws: str, dtype: str, device: str, kind: str) -> _Bundle:
-    key = (ws, dtype, device, kind)
-    if key not in _current:
-        _current.clear()
-        # forget earlier compiled functions: guards of stale entries would be checked on every call
-        torch._dynamo.reset()
-        _current[key] = _Bundle(ws, dtype, device)
-    return _current[key]
+def _bundle(ws: str, shapes, dtype: str, device: str, kind: str) -> _Bundle:
+    """One bundle at a time: cases of one weight set and dtype are consecutive, and the fwd+bwd case reuses the
+    compiled function of the fwd case."""
+    return current((SUITE, ws, shapes, dtype, device, kind), lambda: _Bundle(shapes, dtype, device))
 
 
 def _compiled(b: _Bundle, what: str, fn):
@@ -176,24 +208,22 @@ def _compiled(b: _Bundle, what: str, fn):
     return b.compiled[what]
 
 
-def _fastgan_backends(device: str, dtype: str):
-    """(backend, unavailable reason or None) for cuda and triton."""
-    from .. import _backend
-
-    dev, dt = torch.device(device), getattr(torch, dtype)
-    return [(name, _backend.unavailable_reason(name, dev, dt, OP)) for name in ("cuda", "triton")]
-
-
-def _setup_normalize(ws: str, dtype: str, device: str, mode: str, with_compile: bool) -> OrderedDict:
+def _setup_normalize(ws: str, shapes, dtype: str, device: str, backends, mode: str, with_compile: bool) -> OrderedDict:
     import fastgan
 
-    b = _bundle(ws, dtype, device, "normalize")
+    b = _bundle(ws, shapes, dtype, device, "normalize")
     impls = OrderedDict()
 
     def with_grad(fwd):
-        return (lambda: b.loss_grad(fwd())) if mode == "fwd+bwd" else fwd
+        if mode == "fwd":
+            return fwd
 
-    for name, why in _fastgan_backends(device, dtype):
+        def fwd_bwd():  # returns W / sigma too, for the check (the time is that of the gradients)
+            normalized = fwd()
+            return normalized, b.loss_grad(normalized)
+        return fwd_bwd
+
+    for name, why in fastgan_backends(OP, device, dtype, backends):
         if why is not None:
             impls[f"fastgan[{name}]"] = Unavailable(why)
             continue
@@ -209,14 +239,12 @@ def _setup_normalize(ws: str, dtype: str, device: str, mode: str, with_compile: 
     return impls
 
 
-def _setup_power_iteration(ws: str, dtype: str, device: str, with_compile: bool) -> OrderedDict:
+def _setup_power_iteration(ws: str, shapes, dtype: str, device: str, backends, with_compile: bool) -> OrderedDict:
     import fastgan
 
-    b = _bundle(ws, dtype, device, "power_iteration")
+    b = _bundle(ws, shapes, dtype, device, "power_iteration")
     mats = [p.detach().flatten(1) for p in b.params]
-    # the eager state is kept in the weight dtype, as parametrizations.spectral_norm keeps it
-    sns = [m.parametrizations.weight[0] for m in b.mods]
-    eu, ev = [sn._u for sn in sns], [sn._v for sn in sns]
+    eu, ev = b.eager_us, b.eager_vs
 
     def eager():
         # as parametrizations.spectral_norm's _power_method, plus sigma = vdot(u, W v)
@@ -229,7 +257,7 @@ def _setup_power_iteration(ws: str, dtype: str, device: str, with_compile: bool)
             return torch.stack(sigmas)
 
     impls = OrderedDict()
-    for name, why in _fastgan_backends(device, dtype):
+    for name, why in fastgan_backends(OP, device, dtype, backends):
         if why is not None:
             impls[f"fastgan[{name}]"] = Unavailable(why)
             continue
@@ -240,3 +268,14 @@ def _setup_power_iteration(ws: str, dtype: str, device: str, with_compile: bool)
     if with_compile:
         impls["compile"] = _compiled(b, "power_iteration", eager)
     return impls
+
+
+# ---------------------------------------------------------------- check (not timed)
+
+
+def _check(ws: str, shapes, dtype: str, device: str, backends, mode: str, impls) -> dict:
+    """From the same u and v, call every implementation once and compare its results and the u and v it leaves
+    with eager's; one off by more than TOLERANCE[dtype] fails. ``mode``: power_iteration, fwd or fwd+bwd."""
+    b = _bundle(ws, shapes, dtype, device, "power_iteration" if mode == "power_iteration" else "normalize")
+    return compare_with_reference(impls, OUTPUTS[mode], TOLERANCE[dtype], _KIND, reset=b.reset_state, state=b.uv,
+                                  same_dtype=mode != "power_iteration")  # fastgan's sigma is float32 by design

@@ -16,10 +16,12 @@ Cases:
   ``torch.matmul(x.T, x)`` in float32 with TF32 off; TFLOP/s count 2 b d^2 flops for the GEMM and b d (d + 1) for
   the fused kernel, which computes the upper triangle only.
 
-Before a case is timed, every implementation is called once and the results compared (the exact routes must agree
-to 1e-6 relative; Newton–Schulz, inexact by design, to 1e-3 relative on tr sqrt(S1 S2)); a case that fails the
-check is flagged in the report. The inputs are covariances of two sets of 10,000 features with a power-law spectrum
-(X = Z diag(k^-1/2), Z standard normal, plus a positive mean), made from a fixed seed.
+Before a case is timed, every implementation is called once and the results compared: the exact routes must agree
+to 1e-6 relative (a disagreement flags the case; a fastgan route that disagrees with every baseline fails);
+Newton–Schulz, inexact by design, must agree to 1e-3 relative on tr sqrt(S1 S2), and the fused statistics with
+float64 to 1e-4. An implementation that fails (or raises) is reported with its error and not timed. The inputs are
+covariances of two sets of 10,000 features with a power-law spectrum (X = Z diag(k^-1/2), Z standard normal, plus a
+positive mean), made from a fixed seed.
 """
 from __future__ import annotations
 
@@ -27,14 +29,15 @@ import ctypes
 import functools
 import math
 import os
-import platform
 import warnings
 from collections import OrderedDict
 
 import numpy as np
 import torch
 
-from ..bench import Case, Unavailable
+from ..environment import cpu_model
+from ..runner import Case, Unavailable, first_line
+from .common import Target, impl_ms, record_targets, record_value
 
 SUITE = "fid"
 CPU_TIMING_ON_REQUEST = True  # minutes on a small CPU: only with --suite fid
@@ -88,18 +91,6 @@ def configure(args) -> None:
 def samples(dim: int) -> int:
     """Features per set: SAMPLES, or 2 * dim when that is more (the covariances must be non-singular)."""
     return max(SAMPLES, 2 * dim)
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo, else what platform knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def _openblas_libraries() -> "OrderedDict[str, tuple]":
@@ -263,22 +254,22 @@ def cases(device: str = "cuda", dtypes=("float32", "bfloat16"), dim: int | None 
                  "d^3/3, F^T S2 F 4 d^3, eigvalsh 4 d^3/3)")
     base = {"op": "frechet_distance", "dim": d, "samples": n, "seed": SEED, "exponent": EXPONENT,
             "exact_route_gflop": gflop, "agreement_rtol": AGREEMENT_RTOL}
-    speed_targets = [(f"x {b} >= {x:g}", functools.partial(_get, f"speedup_vs_{b}"), x, ">=")
-                     for b, x in CPU_SPEEDUP_TARGETS]
+    speed_targets = [Target(f"x {b} >= {x:g}", record_value(f"speedup_vs_{b}"), x) for b, x in CPU_SPEEDUP_TARGETS]
     out = [Case(SUITE, f"frechet distance d={d} (CPU)", "float64", "fwd", in_bytes, dist_desc, device="cpu",
                 params={**base, "threads": thread_info(),
                         "reps": {k: {"warmup": w, "timed": r} for k, (w, r) in CPU_REPS.items()},
-                        "targets": [t[0] for t in speed_targets]},
+                        "targets": [t.label for t in speed_targets]},
                 setup=functools.partial(_setup_cpu_distance, d), baselines=(SCIPY, EIGVALS), primary=EXACT,
                 reps=dict(CPU_REPS), check=functools.partial(_check_distance, d),
-                finish=functools.partial(_finish, speed_targets))]
-    gpu_targets = [(f"{name} <= {GPU_DISTANCE_TARGET_MS:g} ms", functools.partial(_get_ms, name),
-                    GPU_DISTANCE_TARGET_MS, "<=") for name in (EXACT, NEWTON_SCHULZ)]
+                finish=functools.partial(record_targets, speed_targets))]
+    gpu_targets = [Target(f"{name} <= {GPU_DISTANCE_TARGET_MS:g} ms", impl_ms(name), GPU_DISTANCE_TARGET_MS,
+                          at_most=True) for name in (EXACT, NEWTON_SCHULZ)]
     out.append(Case(SUITE, f"frechet distance d={d} (GPU)", "float64", "fwd", in_bytes, dist_desc, device=device,
                     params={**base, "newton_schulz_rtol": NEWTON_SCHULZ_RTOL,
-                            "targets": [t[0] for t in gpu_targets]},
+                            "targets": [t.label for t in gpu_targets]},
                     setup=functools.partial(_setup_gpu_distance, d, device), baselines=(EIGVALS,), primary=EXACT,
-                    check=functools.partial(_check_distance, d), finish=functools.partial(_finish, gpu_targets)))
+                    check=functools.partial(_check_distance, d),
+                    finish=functools.partial(record_targets, gpu_targets)))
     if "float32" in dtypes:
         for b in BATCHES:
             fused, gemm = b * d * (d + 1), 2 * b * d * d
@@ -286,16 +277,16 @@ def cases(device: str = "cuda", dtypes=("float32", "bfloat16"), dim: int | None 
             desc = (f"statistics update b={b}, d={d}: floor = read x once and read + write the upper triangle of "
                     f"M2, float32 = {floor / 1e6:.1f} MB; useful flops: fused kernel b d (d+1) = {fused:.4g} (upper "
                     f"triangle), torch.matmul(x.T, x) 2 b d^2 = {gemm:.4g}")
-            target = (f"% {MATMUL} rate >= {STATS_TARGET_PCT:g}", functools.partial(_get, "pct_reference_rate"),
-                      STATS_TARGET_PCT, ">=")
+            target = Target(f"% {MATMUL} rate >= {STATS_TARGET_PCT:g}", record_value("pct_reference_rate"),
+                            STATS_TARGET_PCT)
             out.append(Case(SUITE, f"feature statistics update b={b} d={d}", "float32", "fwd", floor, desc,
                             device=device,
                             params={"op": "feature_statistics_update", "batch": b, "dim": d, "fused_flops": fused,
-                                    "gemm_flops": gemm, "stats_rtol": STATS_RTOL, "targets": [target[0]]},
+                                    "gemm_flops": gemm, "stats_rtol": STATS_RTOL, "targets": [target.label]},
                             setup=functools.partial(_setup_stats, d, b, device), baselines=(MATMUL,),
                             primary=TRITON, flops={TRITON: fused, MATMUL: gemm}, rate_reference=MATMUL,
                             check=functools.partial(_check_stats, d, b, device),
-                            finish=functools.partial(_finish, [target])))
+                            finish=functools.partial(record_targets, [target])))
     return out
 
 
@@ -303,7 +294,7 @@ def cases(device: str = "cuda", dtypes=("float32", "bfloat16"), dim: int | None 
 
 
 def _setup_cpu_distance(dim: int, with_compile: bool) -> OrderedDict:
-    from ..metrics.frechet import FrechetReference, frechet_distance
+    from ...metrics.frechet import FrechetReference, frechet_distance
 
     mu1, s1, mu2, s2 = inputs(dim)
     ref = FrechetReference(mu1, s1)
@@ -317,9 +308,9 @@ def _setup_cpu_distance(dim: int, with_compile: bool) -> OrderedDict:
 
 
 def _setup_gpu_distance(dim: int, device: str, with_compile: bool) -> OrderedDict:
-    from .. import _backend
-    from ..metrics import newton_schulz
-    from ..metrics.frechet import FrechetReference, frechet_distance
+    from ... import _backend
+    from ...metrics import newton_schulz
+    from ...metrics.frechet import FrechetReference, frechet_distance
 
     mu1, s1, mu2, s2 = (torch.from_numpy(a).to(device) for a in inputs(dim))
     ref = FrechetReference(mu1, s1)
@@ -333,9 +324,9 @@ def _setup_gpu_distance(dim: int, device: str, with_compile: bool) -> OrderedDic
 
 
 def _setup_stats(dim: int, batch: int, device: str, with_compile: bool) -> OrderedDict:
-    from .. import _backend
-    from ..metrics.statistics import FeatureStatistics
-    from ..ops import feature_stats
+    from ... import _backend
+    from ...metrics.statistics import FeatureStatistics
+    from ...ops import feature_stats
 
     x = features(batch, dim, device, SEED)
     why = _backend.unavailable_reason("triton", torch.device(device), torch.float32, feature_stats.OP)
@@ -357,9 +348,10 @@ def _rel(a: float, b: float) -> float:
 
 
 def _check_distance(dim: int, impls) -> dict:
-    """Call every implementation once; the exact ones must agree to AGREEMENT_RTOL, Newton–Schulz (if there)
-    must take its own route and agree on tr sqrt(S1 S2) to NEWTON_SCHULZ_RTOL."""
-    values, errors, flags, info = OrderedDict(), OrderedDict(), [], {}
+    """Call every implementation once; the exact ones must agree to AGREEMENT_RTOL (else the case is flagged; a
+    fastgan one that disagrees with every baseline fails), Newton–Schulz (if there) must take its own route (else
+    flagged) and agree on tr sqrt(S1 S2) to NEWTON_SCHULZ_RTOL (else it fails). Failures are not timed."""
+    values, errors, flags, info, failed = OrderedDict(), OrderedDict(), [], {}, OrderedDict()
     for name, fn in impls.items():
         if isinstance(fn, BaseException):
             continue
@@ -372,20 +364,29 @@ def _check_distance(dim: int, impls) -> dict:
             values[name] = float(out)
             if caught:
                 info.setdefault(name, {})["warnings"] = [str(w.message).splitlines()[0] for w in caught]
-        except Exception as e:  # noqa: BLE001 - reported as the case's flag
-            errors[name] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        except Exception as e:  # noqa: BLE001 - reported as this implementation's failure
+            errors[name] = first_line(e)
     exact = OrderedDict((n, v) for n, v in values.items() if n != NEWTON_SCHULZ)
     pairs = [(a, b) for i, a in enumerate(exact) for b in list(exact)[i + 1:]]
     max_rel = max((_rel(exact[a], exact[b]) for a, b in pairs), default=0.0)
     out = {"values": dict(values), "max_rel_diff": max_rel, "rtol": AGREEMENT_RTOL, "compared": list(exact)}
     if errors:
         out["errors"] = dict(errors)
+        failed.update(errors)
         flags.append("failed: " + ", ".join(errors))
     if not all(math.isfinite(v) for v in values.values()):
         flags.append("non-finite result")
+        failed.update((n, f"non-finite result {v}") for n, v in values.items()
+                      if n.startswith("fastgan") and not math.isfinite(v))
     elif max_rel > AGREEMENT_RTOL:
         worst = max(pairs, key=lambda p: _rel(exact[p[0]], exact[p[1]]))
         flags.append(f"disagree: max rel diff {max_rel:.2g} > {AGREEMENT_RTOL:g} ({worst[0]} vs {worst[1]})")
+        baselines = [n for n in exact if not n.startswith("fastgan")]
+        for name in exact:
+            closest = min((_rel(exact[name], exact[b]) for b in baselines), default=0.0)
+            if name.startswith("fastgan") and closest > AGREEMENT_RTOL:
+                failed[name] = f"rel diff {closest:.2g} > {AGREEMENT_RTOL:g} from every baseline"
+                flags.append(f"{name} off: {failed[name]}")
     if NEWTON_SCHULZ in values and exact:
         mu1, s1, mu2, s2 = inputs(dim)
         terms = float((mu1 - mu2) @ (mu1 - mu2) + np.trace(s1) + np.trace(s2))
@@ -396,11 +397,15 @@ def _check_distance(dim: int, impls) -> dict:
         out["newton_schulz"] = ns
         if ns.get("route") != "newton_schulz":
             flags.append(f"{NEWTON_SCHULZ} fell back to the exact route (its time includes the failed iteration)")
-        elif ns["rel_diff_trace_sqrt"] > NEWTON_SCHULZ_RTOL:
-            flags.append(f"{NEWTON_SCHULZ} off by {ns['rel_diff_trace_sqrt']:.2g} relative on tr sqrt(S1 S2)")
+        elif not ns["rel_diff_trace_sqrt"] <= NEWTON_SCHULZ_RTOL:
+            failed[NEWTON_SCHULZ] = (f"off by {ns['rel_diff_trace_sqrt']:.2g} > {NEWTON_SCHULZ_RTOL:g} relative on "
+                                     "tr sqrt(S1 S2)")
+            flags.append(f"{NEWTON_SCHULZ} {failed[NEWTON_SCHULZ]}")
     others = {n: i for n, i in info.items() if n != NEWTON_SCHULZ}
     if others:
         out["info"] = others
+    if failed:
+        out["failed"] = dict(failed)
     if flags:
         out["flag"] = "; ".join(flags)
     return out
@@ -408,7 +413,7 @@ def _check_distance(dim: int, impls) -> dict:
 
 def _check_stats(dim: int, batch: int, device: str, impls) -> dict:
     """The fused statistics of two batches against float64, and the GEMM against float64 (TF32 must be off)."""
-    from ..metrics.statistics import FeatureStatistics
+    from ...metrics.statistics import FeatureStatistics
 
     out, flags = {"rtol": STATS_RTOL}, []
     x1, x2 = features(batch, dim, device, SEED), features(batch, dim, device, SEED + 1)
@@ -424,8 +429,9 @@ def _check_stats(dim: int, batch: int, device: str, impls) -> dict:
         out["covariance_rel_err"] = float((cov - ref_cov).norm() / ref_cov.norm())
         out["mean_rel_err"] = float((stats.mean - x64.mean(0)).norm() / x64.mean(0).norm())
         if not out["covariance_rel_err"] <= STATS_RTOL or not out["mean_rel_err"] <= STATS_RTOL:
-            flags.append(f"{TRITON} statistics off by {out['covariance_rel_err']:.2g} (covariance), "
-                         f"{out['mean_rel_err']:.2g} (mean) relative")
+            out["failed"] = {TRITON: f"statistics off by {out['covariance_rel_err']:.2g} (covariance), "
+                                     f"{out['mean_rel_err']:.2g} (mean) relative > {STATS_RTOL:g}"}
+            flags.append(f"{TRITON} {out['failed'][TRITON]}")
     gram = matmul_fp32(x1).double()
     ref_gram = x1.double().T @ x1.double()
     out["matmul_rel_err"] = float((gram - ref_gram).norm() / ref_gram.norm())
@@ -434,22 +440,3 @@ def _check_stats(dim: int, batch: int, device: str, impls) -> dict:
     if flags:
         out["flag"] = "; ".join(flags)
     return out
-
-
-def _get(key: str, rec: dict):
-    return rec.get(key)
-
-
-def _get_ms(name: str, rec: dict):
-    return rec["impls"].get(name, {}).get("median_ms")
-
-
-def _finish(targets, rec: dict) -> None:
-    """Record which targets (label, getter, threshold, '>=' or '<=') the measured numbers meet."""
-    rec["targets"] = []
-    for label, getter, threshold, op in targets:
-        value = getter(rec)
-        if value is None:
-            continue
-        met = value >= threshold if op == ">=" else value <= threshold
-        rec["targets"].append({"target": label, "value": value, "threshold": threshold, "met": bool(met)})
