@@ -1,5 +1,5 @@
-"""The CUDA kernels of conditional batch norm (csrc/cond_batch_norm.cu), run on the CPU under an emulation
-(tests/cuda_emulation/: the shim and the machinery that compiles a .cu against it).
+"""The CUDA kernels of conditional batch norm (csrc/cond_batch_norm_*.cu), run on the CPU under an emulation
+(tests/cuda_emulation/: the shim and the machinery that compiles an op's .cu files against it).
 
 Each case runs the entry points in the order fastgan/ops/cond_batch_norm.py calls them (partial stats -> finalize,
 apply, backward reduce -> finalize -> dx) and compares every output with a float64 reference computed from that
@@ -18,7 +18,8 @@ from cuda_emulation.emulate import CTYPES, Emulation, compile_emulation
 
 pytestmark = [pytest.mark.emulation, pytest.mark.no_triton]
 
-# The kernels csrc/cond_batch_norm.cu launches, one launch each: a launch that the rewrite misses would not run.
+# The kernels the .cu files of conditional batch norm launch, one launch each: a launch that the rewrite misses would
+# not run.
 EXPECTED_LAUNCHES = sorted([
     "stats_nchw_kernel", "stats_nhwc_kernel", "finalize_stats_kernel", "eltwise_nchw_kernel",
     "eltwise_nhwc_kernel", "grad_sums_nchw_kernel", "grad_sums_nhwc_kernel", "finalize_grad_kernel",
@@ -29,13 +30,13 @@ DTYPE_CODE = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}  # fastgan:
 
 
 def emulation_source():
-    return emulate.emulation_source("cond_batch_norm.cu", "cbn_")
+    return emulate.emulation_source("cond_batch_norm", "cbn_")
 
 
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory):
     src, names, decls = emulation_source()
-    assert sorted(names) == EXPECTED_LAUNCHES, "launches found in csrc/cond_batch_norm.cu"
+    assert sorted(names) == EXPECTED_LAUNCHES, f"launches found in {emulate.OP_SOURCES['cond_batch_norm']}"
     assert sorted(decls) == sorted(ENTRY_POINTS), "entry points found in csrc/ops.h"
     return Emulation(compile_emulation(src, tmp_path_factory.mktemp("cuda_emulation"), "cond_batch_norm"), decls)
 
@@ -44,8 +45,8 @@ def test_launch_rewrite_finds_every_launch():
     """Runs without a compiler: every launch of the .cu is rewritten, none is left over."""
     src, names, decls = emulation_source()
     assert sorted(names) == EXPECTED_LAUNCHES, (
-        f"csrc/cond_batch_norm.cu launches {sorted(names)}; the emulation expects {EXPECTED_LAUNCHES}: update "
-        "EXPECTED_LAUNCHES and make sure the cases below reach the new launches")
+        f"{emulate.OP_SOURCES['cond_batch_norm']} launch {sorted(names)}; the emulation expects "
+        f"{EXPECTED_LAUNCHES}: update EXPECTED_LAUNCHES and make sure the cases below reach the new launches")
     assert "<<<" not in src and ">>>" not in src
     assert sorted(decls) == sorted(ENTRY_POINTS)
     assert all(t in CTYPES for params in decls.values() for t, _ in params)
