@@ -1,6 +1,6 @@
 // Device code that the passes of conditional batch norm share: per-channel coefficients and the activation, the
 // reductions (Chan's merge of moments, shuffles within groups of threads) and the NCHW-row and NHWC-band loads and
-// stores. The file comment of cond_batch_norm_stats.cu describes the work decomposition.
+// stores. cond_batch_norm.h describes the work decomposition.
 #pragma once
 
 #include "cond_batch_norm.h"

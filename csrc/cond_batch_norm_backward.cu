@@ -1,6 +1,6 @@
 // Conditional batch norm, backward reductions: per (n, c) the sums A = sum g and B = invstd * sum g (x - mean) of
 // g = dy act'(z), then per channel S1, S2, dweight and dbias (k), which cond_batch_norm_eltwise.cu's dx takes. The
-// decomposition is the one of the statistics pass (cond_batch_norm_stats.cu).
+// decomposition is the one of the statistics pass (cond_batch_norm.h).
 #include "cond_batch_norm_plan.h"
 #include "ops.h"
 

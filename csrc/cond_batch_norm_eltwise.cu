@@ -1,6 +1,6 @@
 // Conditional batch norm: the elementwise passes, y = act(x * scale + shift) forward and dx backward, one kernel per
 // layout for both (the pass is its Op), rows (NCHW) or hw (NHWC) split over blocks. The decomposition is described
-// in cond_batch_norm_stats.cu.
+// in cond_batch_norm.h.
 #include "cond_batch_norm_plan.h"
 #include "ops.h"
 

@@ -1,22 +1,6 @@
-// Conditional batch norm over x of logical shape (N, C, HW), NCHW or NHWC, with per-sample or per-channel affine
-// parameters and a fused ReLU / leaky ReLU. Every cross-thread and cross-block reduction is combined in a fixed
-// order (shuffles, shared memory, and the small float32 buffers the host passes: part, sums), never with atomics:
-// results are reproducible run to run. The decomposition, hence the rounding, depends on the shapes, on whether the
-// pointers are 16-byte aligned and on the number of SMs.
-//
-// Forward (training):  partial stats  one (mean, M2) per (n, c)      part  (N, C, 2)
-//                      finalize       mean and invstd per channel    stats (2, C), running statistics
-//                      apply          y = act(x * scale + shift)     scale and shift per (n, c)
-// Backward:            reduce         A = sum g, B = sum g * xhat    sums  (N, C, 2)
-//                      finalize       S1, S2, dweight, dbias         k     (4, C)
-//                      dx             invstd * (gamma g - (S1 + xhat S2) / m)
-//
-// Work decomposition. NCHW: a (n, c) pair is a contiguous row of HW elements, rows are in (n, c) order; a group of
-// G threads (a power of two: part of a warp, a warp or several) takes one row, so small rows keep many rows per
-// block and large ones spread over the block. NHWC: a block takes one sample n and a band of channels, each thread
-// a 16-byte vector of channels (or as many scalars, CX apart) and every RY-th hw row; the per-thread results are
-// combined per channel by shuffles within each warp, then over the warps in shared memory. The elementwise passes
-// also split rows (NCHW) or hw (NHWC) over blocks.
+// Conditional batch norm, forward statistics: one (mean, M2) per (n, c) from x (two-pass moments per tile, merged
+// by Chan's rule), then per channel the mean, invstd (or M2) and the running statistics. The op's passes and work
+// decomposition are described in cond_batch_norm.h.
 #include "cond_batch_norm_plan.h"
 #include "ops.h"
 
