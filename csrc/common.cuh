@@ -6,9 +6,12 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
+#include <climits>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace fastgan {
 
@@ -24,6 +27,57 @@ inline void check_cuda(cudaError_t err, const char* what) {
 inline void set_device(int device) { check_cuda(cudaSetDevice(device), "cudaSetDevice"); }
 
 inline void check_launch(const char* kernel) { check_cuda(cudaGetLastError(), kernel); }
+
+// The stream of an entry point's launches, with `device` made current first.
+inline cudaStream_t launch_stream(int device, uintptr_t stream) {
+  set_device(device);
+  return reinterpret_cast<cudaStream_t>(stream);
+}
+
+// A device address passed from Python as an integer (0: nullptr).
+template <typename T>
+T* dev_ptr(uintptr_t p) {
+  return reinterpret_cast<T*>(p);
+}
+
+// Streaming multiprocessors of `device`, looked up once per device and process.
+inline int sm_count(int device) {
+  static std::atomic<int> cache[64];
+  const bool cached = device >= 0 && device < 64;
+  int v = cached ? cache[device].load(std::memory_order_relaxed) : 0;
+  if (v == 0) {
+    check_cuda(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
+    if (cached) cache[device].store(v, std::memory_order_relaxed);
+  }
+  return v;
+}
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Smallest l with 2^l >= v (v >= 1).
+inline int ceil_log2(int64_t v) {
+  int l = 0;
+  while ((int64_t{1} << l) < v) ++l;
+  return l;
+}
+
+// A 1-D grid of `blocks` blocks; more than a grid holds is refused with an error naming `what`.
+inline unsigned grid_x(int64_t blocks, const char* what) {
+  if (blocks > INT_MAX) throw std::invalid_argument(std::string("fastgan CUDA: ") + what + " grid too large");
+  return static_cast<unsigned>(blocks);
+}
+
+inline bool aligned16(uintptr_t p) { return p % 16 == 0; }
+
+// f(std::true_type) where the 16-byte vector path applies (`vec`: the sizes are a multiple of a vector and the
+// pointers aligned), f(std::false_type) otherwise.
+template <typename F>
+void dispatch_vec(bool vec, F&& f) {
+  if (vec)
+    f(std::true_type{});
+  else
+    f(std::false_type{});
+}
 
 __device__ __forceinline__ float to_float(float x) { return x; }
 __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }

@@ -18,8 +18,9 @@ void sn_normalize_backward(uintptr_t emeta, uintptr_t tiles, int64_t n_tiles, ui
 std::map<std::string, int64_t> sn_layout();
 int cuda_runtime_version();
 
-// Conditional batch norm (cond_batch_norm.cu). x, y, dy, dx: (N, C, HW) of `dtype`, NCHW or NHWC
-// (channels_last); everything else float32. weight and bias (0: absent) are indexed n * w_stride_n + c.
+// Conditional batch norm (cond_batch_norm_*.cu, described in cond_batch_norm.h). x, y, dy, dx: (N, C, HW) of
+// `dtype`, NCHW or NHWC (channels_last); everything else float32. weight and bias (0: absent) are indexed
+// n * w_stride_n + c.
 void cbn_partial_stats(uintptr_t x, uintptr_t part, int64_t N, int64_t C, int64_t HW, bool channels_last, int dtype,
                        int device, uintptr_t stream);
 void cbn_finalize_stats(uintptr_t part, uintptr_t stats, uintptr_t running_mean, uintptr_t running_var, int64_t N,

@@ -7,41 +7,11 @@
 //                                   (of y scaled by the block's largest |y|, the scale stored after the partials);
 //   finalize       u, v, sigma      one block per weight, partial z summed in a fixed order (deterministic).
 // The normalisation W/sigma and its backward are grouped elementwise kernels over ELEM_TILE-element tiles.
-#include "common.cuh"
 #include "ops.h"
+#include "spectral_norm.h"
 
 namespace fastgan {
 namespace sn {
-
-// Field indices of the tables; must match spectral_norm_plan.py (checked by the tests through layout()).
-enum Meta : int {
-  W_PTR,
-  U_PTR,
-  V_PTR,
-  R,
-  C,
-  SR,
-  SC,
-  Q,
-  SO,
-  Y_OFF,
-  ZP_OFF,
-  N_RB,
-  ROWS_PER_TILE,
-  ROWS_PER_CTILE,
-  SU_OFF,
-  SV_OFF,
-  NF
-};
-enum EMeta : int { E_W_PTR, E_NUMEL, E_FLAT_OFF, E_H, E_Q, E_SU_OFF, E_SV_OFF, E_TILE0, E_NTILES, E_ALIGNED, NE };
-constexpr int COLS_TILE = 128;
-constexpr int ELEM_TILE = 8192;
-constexpr int FLAT_ALIGN = 16;
-
-constexpr int ROWS_THREADS = 256;  // 8 warps, one row each at a time
-constexpr int COLS_TX = 32, COLS_TY = 8, COLS_PER_THREAD = COLS_TILE / COLS_TX;
-constexpr int FIN_THREADS = 512;
-constexpr int ELEM_THREADS = 256;
 
 template <typename T>
 __device__ __forceinline__ const T* as_ptr(int64_t p) {
@@ -325,30 +295,45 @@ __global__ void __launch_bounds__(ELEM_THREADS)
   }
 }
 
-void launch_finalize(bool eval, const int64_t* mt, float* scr, float* st, int64_t groups, float eps, cudaStream_t s) {
-  if (eval)
-    finalize_kernel<true><<<groups, FIN_THREADS, 0, s>>>(mt, scr, st, eps);
+void launch_finalize(const SnParams& p) {
+  const unsigned grid = grid_x(p.groups, "spectral norm");
+  if (p.n_iter == 0)
+    finalize_kernel<true><<<grid, FIN_THREADS, 0, p.stream>>>(p.meta, p.scratch, p.state, p.eps);
   else
-    finalize_kernel<false><<<groups, FIN_THREADS, 0, s>>>(mt, scr, st, eps);
+    finalize_kernel<false><<<grid, FIN_THREADS, 0, p.stream>>>(p.meta, p.scratch, p.state, p.eps);
   check_launch("spectral norm finalize");
 }
 
 // One power-iteration sequence over the group, for one weight dtype and column layout.
 template <typename T, bool HAS_OUTER, bool UNIT_SC>
-void power_iterations(const int64_t* mt, const int64_t* rt, int64_t n_rows_tiles, const int64_t* ct,
-                      int64_t n_cols_tiles, int64_t groups, float* scr, float* st, int64_t n_iter, float eps,
-                      cudaStream_t s) {
-  for (int64_t it = 0; it < (n_iter > 0 ? n_iter : 1); ++it) {
-    if (n_rows_tiles > 0) {  // none when every weight has no rows (empty weights)
-      rows_kernel<T, HAS_OUTER, UNIT_SC><<<n_rows_tiles, ROWS_THREADS, 0, s>>>(mt, rt, scr);
+void power_iterations(const SnParams& p) {
+  for (int64_t it = 0; it < (p.n_iter > 0 ? p.n_iter : 1); ++it) {
+    if (p.n_rows_tiles > 0) {  // none when every weight has no rows (empty weights)
+      rows_kernel<T, HAS_OUTER, UNIT_SC><<<grid_x(p.n_rows_tiles, "spectral norm"), ROWS_THREADS, 0, p.stream>>>(
+          p.meta, p.rows_tiles, p.scratch);
       check_launch("spectral norm rows pass");
     }
-    if (n_iter > 0 && n_cols_tiles > 0) {
-      cols_kernel<T, HAS_OUTER, UNIT_SC><<<n_cols_tiles, dim3(COLS_TX, COLS_TY), 0, s>>>(mt, ct, scr);
+    if (p.n_iter > 0 && p.n_cols_tiles > 0) {
+      cols_kernel<T, HAS_OUTER, UNIT_SC><<<grid_x(p.n_cols_tiles, "spectral norm"), dim3(COLS_TX, COLS_TY), 0,
+                                           p.stream>>>(p.meta, p.cols_tiles, p.scratch);
       check_launch("spectral norm column pass");
     }
-    launch_finalize(n_iter == 0, mt, scr, st, groups, eps, s);
+    launch_finalize(p);
   }
+}
+
+// The params of the normalisation and its backward: the device made current first, as the power iteration does.
+SnParams elementwise_params(uintptr_t emeta, uintptr_t tiles, int64_t n_tiles, uintptr_t state, int dtype, int device,
+                            uintptr_t stream) {
+  SnParams p;
+  p.stream = launch_stream(device, stream);
+  p.emeta = dev_ptr<const int64_t>(emeta);
+  p.tiles = dev_ptr<const int64_t>(tiles);
+  p.n_tiles = n_tiles;
+  p.state = dev_ptr<float>(state);
+  p.dtype = dtype;
+  p.device = device;
+  return p;
 }
 
 }  // namespace sn
@@ -357,36 +342,41 @@ void sn_power_iteration(uintptr_t meta, uintptr_t rows_tiles, int64_t n_rows_til
                         int64_t n_cols_tiles, int64_t groups, uintptr_t scratch, uintptr_t state, int64_t n_iter,
                         double eps, int dtype, bool has_outer, bool unit_sc, int device, uintptr_t stream) {
   using namespace sn;
-  set_device(device);
-  auto s = reinterpret_cast<cudaStream_t>(stream);
-  auto* mt = reinterpret_cast<const int64_t*>(meta);
-  auto* rt = reinterpret_cast<const int64_t*>(rows_tiles);
-  auto* ct = reinterpret_cast<const int64_t*>(cols_tiles);
-  auto* scr = reinterpret_cast<float*>(scratch);
-  auto* st = reinterpret_cast<float*>(state);
-  const float e = static_cast<float>(eps);
-  dispatch_dtype(dtype, [&](auto zero) {
+  SnParams p;
+  p.stream = launch_stream(device, stream);
+  p.meta = dev_ptr<const int64_t>(meta);
+  p.rows_tiles = dev_ptr<const int64_t>(rows_tiles);
+  p.n_rows_tiles = n_rows_tiles;
+  p.cols_tiles = dev_ptr<const int64_t>(cols_tiles);
+  p.n_cols_tiles = n_cols_tiles;
+  p.groups = groups;
+  p.scratch = dev_ptr<float>(scratch);
+  p.state = dev_ptr<float>(state);
+  p.n_iter = n_iter;
+  p.eps = static_cast<float>(eps);
+  p.dtype = dtype;
+  p.device = device;
+  dispatch_dtype(p.dtype, [&](auto zero) {
     using T = decltype(zero);
     if (has_outer)
-      power_iterations<T, true, true>(mt, rt, n_rows_tiles, ct, n_cols_tiles, groups, scr, st, n_iter, e, s);
+      power_iterations<T, true, true>(p);
     else if (unit_sc)
-      power_iterations<T, false, true>(mt, rt, n_rows_tiles, ct, n_cols_tiles, groups, scr, st, n_iter, e, s);
+      power_iterations<T, false, true>(p);
     else
-      power_iterations<T, false, false>(mt, rt, n_rows_tiles, ct, n_cols_tiles, groups, scr, st, n_iter, e, s);
+      power_iterations<T, false, false>(p);
   });
 }
 
 void sn_normalize(uintptr_t emeta, uintptr_t tiles, int64_t n_tiles, uintptr_t state, uintptr_t out, int dtype,
                   int device, uintptr_t stream) {
   using namespace sn;
-  set_device(device);
-  auto s = reinterpret_cast<cudaStream_t>(stream);
-  if (n_tiles == 0) return;  // every weight is empty
-  dispatch_dtype(dtype, [&](auto zero) {
+  SnParams p = elementwise_params(emeta, tiles, n_tiles, state, dtype, device, stream);
+  p.out = out;
+  if (p.n_tiles == 0) return;  // every weight is empty
+  dispatch_dtype(p.dtype, [&](auto zero) {
     using T = decltype(zero);
-    scale_kernel<T><<<n_tiles, ELEM_THREADS, 0, s>>>(reinterpret_cast<const int64_t*>(emeta),
-                                                     reinterpret_cast<const int64_t*>(tiles),
-                                                     reinterpret_cast<const float*>(state), reinterpret_cast<T*>(out));
+    scale_kernel<T><<<grid_x(p.n_tiles, "spectral norm"), ELEM_THREADS, 0, p.stream>>>(p.emeta, p.tiles, p.state,
+                                                                                        dev_ptr<T>(p.out));
     check_launch("spectral norm normalise");
   });
 }
@@ -394,18 +384,18 @@ void sn_normalize(uintptr_t emeta, uintptr_t tiles, int64_t n_tiles, uintptr_t s
 void sn_normalize_backward(uintptr_t emeta, uintptr_t tiles, int64_t n_tiles, uintptr_t grad, uintptr_t partials,
                            uintptr_t state, uintptr_t dw, int dtype, int device, uintptr_t stream) {
   using namespace sn;
-  set_device(device);
-  auto s = reinterpret_cast<cudaStream_t>(stream);
-  auto* em = reinterpret_cast<const int64_t*>(emeta);
-  auto* tl = reinterpret_cast<const int64_t*>(tiles);
-  auto* part = reinterpret_cast<float*>(partials);
-  if (n_tiles == 0) return;
-  dispatch_dtype(dtype, [&](auto zero) {
+  SnParams p = elementwise_params(emeta, tiles, n_tiles, state, dtype, device, stream);
+  p.grad = grad;
+  p.partials = dev_ptr<float>(partials);
+  p.dw = dw;
+  if (p.n_tiles == 0) return;
+  dispatch_dtype(p.dtype, [&](auto zero) {
     using T = decltype(zero);
-    dot_kernel<T><<<n_tiles, ELEM_THREADS, 0, s>>>(em, tl, reinterpret_cast<const T*>(grad), part);
+    const unsigned grid = grid_x(p.n_tiles, "spectral norm");
+    const T* gr = dev_ptr<const T>(p.grad);
+    dot_kernel<T><<<grid, ELEM_THREADS, 0, p.stream>>>(p.emeta, p.tiles, gr, p.partials);
     check_launch("spectral norm backward dot");
-    grad_kernel<T><<<n_tiles, ELEM_THREADS, 0, s>>>(em, tl, reinterpret_cast<const T*>(grad), part,
-                                                    reinterpret_cast<const float*>(state), reinterpret_cast<T*>(dw));
+    grad_kernel<T><<<grid, ELEM_THREADS, 0, p.stream>>>(p.emeta, p.tiles, gr, p.partials, p.state, dev_ptr<T>(p.dw));
     check_launch("spectral norm backward");
   });
 }

@@ -1,5 +1,5 @@
-"""The CUDA kernels of conditional batch norm (csrc/cond_batch_norm.cu), run on the CPU under an emulation
-(tests/cuda_emulation/: the shim and the machinery that compiles a .cu against it).
+"""The CUDA kernels of conditional batch norm (csrc/cond_batch_norm_*.cu), run on the CPU under an emulation
+(tests/cuda_emulation/: the shim and the machinery that compiles an op's .cu files against it).
 
 Each case runs the entry points in the order fastgan/ops/cond_batch_norm.py calls them (partial stats -> finalize,
 apply, backward reduce -> finalize -> dx) and compares every output with a float64 reference computed from that
@@ -18,7 +18,8 @@ from cuda_emulation.emulate import CTYPES, Emulation, compile_emulation
 
 pytestmark = [pytest.mark.emulation, pytest.mark.no_triton]
 
-# The kernels csrc/cond_batch_norm.cu launches, one launch each: a launch that the rewrite misses would not run.
+# The kernels the .cu files of conditional batch norm launch, one launch each: a launch that the rewrite misses would
+# not run.
 EXPECTED_LAUNCHES = sorted([
     "stats_nchw_kernel", "stats_nhwc_kernel", "finalize_stats_kernel", "eltwise_nchw_kernel",
     "eltwise_nhwc_kernel", "grad_sums_nchw_kernel", "grad_sums_nhwc_kernel", "finalize_grad_kernel",
@@ -29,13 +30,13 @@ DTYPE_CODE = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}  # fastgan:
 
 
 def emulation_source():
-    return emulate.emulation_source("cond_batch_norm.cu", "cbn_")
+    return emulate.emulation_source("cond_batch_norm", "cbn_")
 
 
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory):
     src, names, decls = emulation_source()
-    assert sorted(names) == EXPECTED_LAUNCHES, "launches found in csrc/cond_batch_norm.cu"
+    assert sorted(names) == EXPECTED_LAUNCHES, f"launches found in {emulate.OP_SOURCES['cond_batch_norm']}"
     assert sorted(decls) == sorted(ENTRY_POINTS), "entry points found in csrc/ops.h"
     return Emulation(compile_emulation(src, tmp_path_factory.mktemp("cuda_emulation"), "cond_batch_norm"), decls)
 
@@ -44,11 +45,39 @@ def test_launch_rewrite_finds_every_launch():
     """Runs without a compiler: every launch of the .cu is rewritten, none is left over."""
     src, names, decls = emulation_source()
     assert sorted(names) == EXPECTED_LAUNCHES, (
-        f"csrc/cond_batch_norm.cu launches {sorted(names)}; the emulation expects {EXPECTED_LAUNCHES}: update "
-        "EXPECTED_LAUNCHES and make sure the cases below reach the new launches")
+        f"{emulate.OP_SOURCES['cond_batch_norm']} launch {sorted(names)}; the emulation expects "
+        f"{EXPECTED_LAUNCHES}: update EXPECTED_LAUNCHES and make sure the cases below reach the new launches")
     assert "<<<" not in src and ">>>" not in src
     assert sorted(decls) == sorted(ENTRY_POINTS)
     assert all(t in CTYPES for params in decls.values() for t, _ in params)
+
+
+def test_every_cu_file_is_emulated_with_its_op():
+    """Each .cu of csrc/ is in the sources of exactly one op (emulate.OP_SOURCES), so none escapes the emulation."""
+    listed = [f for files in emulate.OP_SOURCES.values() for f in files]
+    assert sorted(listed) == sorted(p.name for p in emulate.CSRC.glob("*.cu")), "emulate.OP_SOURCES"
+
+
+def _enum(header, name):
+    """{enumerator: value} of `enum name : int { A = 0, ... };` in csrc/<header>."""
+    m = re.search(rf"enum\s+{name}\s*:\s*int\s*\{{([^}}]*)\}}", (emulate.CSRC / header).read_text())
+    assert m, f"enum {name} not found in csrc/{header}"
+    return {k.strip(): int(v) for k, v in (e.split("=") for e in m[1].split(",") if e.strip())}
+
+
+def test_cuda_enums_match_the_python_codes():
+    """The codes the Python side passes are the kernels' enums: activations (cond_batch_norm.h) and dtypes
+    (common.cuh)."""
+    from fastgan.ops import cond_batch_norm as cbn_op
+    from fastgan.ops import spectral_norm as sn_op
+
+    assert _enum("cond_batch_norm.h", "Activation") == {"ACT_NONE": 0, "ACT_RELU": 1, "ACT_LEAKY_RELU": 2}
+    names = {None: "ACT_NONE", "relu": "ACT_RELU", "leaky_relu": "ACT_LEAKY_RELU"}
+    assert {names[a]: code for a, code in cbn_op.ACTIVATIONS.items()} == _enum("cond_batch_norm.h", "Activation")
+    dtypes = {torch.float32: "kFloat32", torch.float16: "kFloat16", torch.bfloat16: "kBFloat16"}
+    expected = _enum("common.cuh", "DType")
+    for table in (cbn_op._DTYPE_CODE, sn_op._DTYPE_CODE, DTYPE_CODE):
+        assert {dtypes[t]: code for t, code in table.items()} == expected
 
 
 # ---------------------------------------------------------------------------------------------------- the shim
@@ -214,7 +243,7 @@ class Case(NamedTuple):
     misalign: int  # elements that x, y, dy and dx lie past a 16-byte boundary (not 0: the scalar paths)
     params: str  # "sample": (N, C) weight and bias; "channel": (C,) both; "weight": (C,) weight only;
     #              "bias": (N, C) bias only; "none"
-    act: int  # 0 identity, 1 ReLU, 2 leaky ReLU
+    act: int  # fastgan::Activation: 0 identity, 1 ReLU, 2 leaky ReLU
     eval: bool
     sms: int
     shift: float = 0.0  # added to x: a large mean makes M2 and z cancel
@@ -250,6 +279,9 @@ CASES = [
     Case(2, 8, 40, True, f32, 0, "none", 1, True, 1),
     Case(2, 8, 40, False, f16, 2, "channel", 2, True, 132),
     Case(3, 17, 36, False, bf16, 0, "bias", 1, True, 132),
+    # aligned, with only the other extent a multiple of a vector (C in NCHW, HW in NHWC): the scalar paths
+    Case(2, 8, 13, False, f32, 0, "sample", 1, False, 132),
+    Case(2, 6, 16, True, f16, 0, "channel", 2, False, 1),
     # NHWC blocks smaller than a warp (shuffles over part of a warp)
     Case(2, 8, 5, True, f16, 0, "sample", 2, False, 132),
     Case(3, 12, 3, True, f32, 0, "channel", 1, False, 1),

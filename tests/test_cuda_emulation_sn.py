@@ -34,7 +34,7 @@ STORAGE = {torch.float32: "float", torch.float16: "__half", torch.bfloat16: "__n
 
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory):
-    src, names, decls = emulate.emulation_source("spectral_norm.cu", "sn_")
+    src, names, decls = emulate.emulation_source("spectral_norm", "sn_")
     assert sorted(names) == EXPECTED_LAUNCHES, "launches found in csrc/spectral_norm.cu"
     assert sorted(decls) == ENTRY_POINTS, "entry points found in csrc/ops.h"
     return Emulation(compile_emulation(src, tmp_path_factory.mktemp("cuda_emulation_sn"), "spectral_norm"), decls)

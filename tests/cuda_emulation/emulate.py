@@ -1,9 +1,11 @@
 """The CUDA C++ kernels of fastgan compiled for the CPU: the machinery the emulation tests share.
 
-A .cu file of csrc/ is compiled with g++ against shim.h (one std::thread per CUDA thread, checked barriers and
-shuffles; what it does and does not emulate is in its header). The translation unit is generated here: every
-`kernel<<<...>>>(...)` launch becomes an `emu::launch`, and each entry point of csrc/ops.h with the given prefix gets
-an extern "C" wrapper that ctypes calls, with keyword arguments named as in ops.h.
+The .cu files of an op in csrc/ (OP_SOURCES) are compiled with g++ against shim.h (one std::thread per CUDA thread,
+checked barriers and shuffles; what it does and does not emulate is in its header), as one translation unit
+generated here: the files one after another, each after a #line naming it, with every `kernel<<<...>>>(...)` launch
+rewritten into an `emu::launch`, then an extern "C" wrapper that ctypes calls for each entry point of csrc/ops.h
+with the op's prefix, with keyword arguments named as in ops.h. Launches stay in the .cu files (the headers are
+included as they are).
 """
 import ctypes
 import os
@@ -17,6 +19,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CSRC = ROOT / "csrc"
 SHIM_DIR = Path(__file__).resolve().parent
+# The .cu files of each op, in the order they are compiled; every .cu of csrc/ belongs to one (checked by the tests).
+OP_SOURCES = {
+    "cond_batch_norm": ["cond_batch_norm_stats.cu", "cond_batch_norm_eltwise.cu", "cond_batch_norm_backward.cu"],
+    "spectral_norm": ["spectral_norm.cu"],
+}
 SM_COUNTS = {132: 0, 1: 1}  # SM count -> emulated device (the host code caches the count per device)
 CTYPES = {"uintptr_t": ctypes.c_size_t, "int64_t": ctypes.c_int64, "int": ctypes.c_int, "bool": ctypes.c_bool,
           "double": ctypes.c_double}
@@ -79,12 +86,15 @@ def wrappers(decls):
     return "\n".join(lines + ["}", ""])
 
 
-def emulation_source(cu_file, prefix):
-    """(C++ source, launched kernel names, entry point declarations) of csrc/<cu_file>."""
-    cu, names = rewrite_launches((CSRC / cu_file).read_text())
+def emulation_source(op, prefix):
+    """(C++ source, launched kernel names, entry point declarations) of the .cu files of `op` (OP_SOURCES)."""
+    parts, names = ['#include "shim.h"\n'], []
+    for cu_file in OP_SOURCES[op]:
+        cu, found = rewrite_launches((CSRC / cu_file).read_text())
+        parts.append(f'#line 1 "csrc/{cu_file}"\n' + cu + "\n")
+        names += found
     decls = entry_points((CSRC / "ops.h").read_text(), prefix)
-    src = f'#include "shim.h"\n#line 1 "csrc/{cu_file}"\n' + cu + "\n" + wrappers(decls)
-    return src, names, decls
+    return "".join(parts) + wrappers(decls), names, decls
 
 
 def cuda_include_dir():
