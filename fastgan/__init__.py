@@ -1,8 +1,14 @@
 """fastgan: fused Triton and CUDA kernels for the building blocks of GANs, VAEs and PixelCNNs."""
 from . import metrics, nn
 from ._backend import BackendUnavailable, current_backend, use_backend
-from .checkpoints import (from_biggan_ccbn, from_biggan_spectral_norm, from_legacy_spectral_norm, from_studiogan_cbn,
-                          to_biggan_ccbn, to_studiogan_cbn)
+from .checkpoints import (
+                          from_biggan_ccbn,
+                          from_biggan_spectral_norm,
+                          from_legacy_spectral_norm,
+                          from_studiogan_cbn,
+                          to_biggan_ccbn,
+                          to_studiogan_cbn,
+)
 from .convert import convert
 from .ops import conditional_batch_norm, spectral_norm_power_iteration_, spectral_normalize
 

@@ -2,12 +2,11 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import INTERPRETING
 
 import fastgan
 from fastgan.ops import cond_batch_norm as cbn_mod
 from fastgan.ops.cond_batch_norm import conditional_batch_norm
-
-from conftest import INTERPRETING
 
 KERNEL_BACKENDS = [pytest.param("triton", marks=pytest.mark.kernels)]
 CPU_BACKENDS = ["torch"] + (KERNEL_BACKENDS if INTERPRETING else [])

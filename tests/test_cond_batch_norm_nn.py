@@ -6,12 +6,11 @@ import socket
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import INTERPRETING
 from torch import nn
 
 import fastgan
 from fastgan.nn import BatchNorm2d, ConditionalBatchNorm2d, LinearConditionalBatchNorm2d
-
-from conftest import INTERPRETING
 
 BACKENDS = ["torch"] + (["triton"] if INTERPRETING else [])
 

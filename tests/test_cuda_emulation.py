@@ -13,6 +13,8 @@ from typing import NamedTuple
 import pytest
 import torch
 
+from fastgan.ops._op import DTYPE_CODE
+
 from cuda_emulation import emulate
 from cuda_emulation.emulate import CTYPES, Emulation, compile_emulation
 
@@ -26,7 +28,6 @@ EXPECTED_LAUNCHES = sorted([
 ])
 ENTRY_POINTS = ["cbn_partial_stats", "cbn_finalize_stats", "cbn_apply", "cbn_backward_reduce",
                 "cbn_backward_finalize", "cbn_backward_dx"]
-DTYPE_CODE = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}  # fastgan::DType (csrc/common.cuh)
 
 
 def emulation_source():
@@ -56,28 +57,6 @@ def test_every_cu_file_is_emulated_with_its_op():
     """Each .cu of csrc/ is in the sources of exactly one op (emulate.OP_SOURCES), so none escapes the emulation."""
     listed = [f for files in emulate.OP_SOURCES.values() for f in files]
     assert sorted(listed) == sorted(p.name for p in emulate.CSRC.glob("*.cu")), "emulate.OP_SOURCES"
-
-
-def _enum(header, name):
-    """{enumerator: value} of `enum name : int { A = 0, ... };` in csrc/<header>."""
-    m = re.search(rf"enum\s+{name}\s*:\s*int\s*\{{([^}}]*)\}}", (emulate.CSRC / header).read_text())
-    assert m, f"enum {name} not found in csrc/{header}"
-    return {k.strip(): int(v) for k, v in (e.split("=") for e in m[1].split(",") if e.strip())}
-
-
-def test_cuda_enums_match_the_python_codes():
-    """The codes the Python side passes are the kernels' enums: activations (cond_batch_norm.h) and dtypes
-    (common.cuh)."""
-    from fastgan.ops import cond_batch_norm as cbn_op
-    from fastgan.ops import spectral_norm as sn_op
-
-    assert _enum("cond_batch_norm.h", "Activation") == {"ACT_NONE": 0, "ACT_RELU": 1, "ACT_LEAKY_RELU": 2}
-    names = {None: "ACT_NONE", "relu": "ACT_RELU", "leaky_relu": "ACT_LEAKY_RELU"}
-    assert {names[a]: code for a, code in cbn_op.ACTIVATIONS.items()} == _enum("cond_batch_norm.h", "Activation")
-    dtypes = {torch.float32: "kFloat32", torch.float16: "kFloat16", torch.bfloat16: "kBFloat16"}
-    expected = _enum("common.cuh", "DType")
-    for table in (cbn_op._DTYPE_CODE, sn_op._DTYPE_CODE, DTYPE_CODE):
-        assert {dtypes[t]: code for t, code in table.items()} == expected
 
 
 # ---------------------------------------------------------------------------------------------------- the shim

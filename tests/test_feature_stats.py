@@ -12,7 +12,6 @@ from fastgan.metrics import FeatureStatistics, load_statistics, save_statistics
 from fastgan.ops.feature_stats import feature_moments_update_
 
 
-
 def _badly_scaled(n, d, seed=0):
     """Features with mean 3 and std 0.05: float32 raw sums lose about 0.5% of the covariance on these."""
     rng = np.random.default_rng(seed)

@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from conftest import INTERPRETING
 
 from fastgan.metrics import FrechetReference, frechet_distance, sqrtm_psd, trace_sqrt_product
-
-from conftest import INTERPRETING
 
 
 def pytorch_fid_distance(mu1, sigma1, mu2, sigma2):

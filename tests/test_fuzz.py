@@ -15,14 +15,13 @@ import torch
 import torch.nn.functional as F
 
 hypothesis = pytest.importorskip("hypothesis")
+from conftest import INTERPRETING  # noqa: E402
 from hypothesis import given  # noqa: E402
 from hypothesis import note as _hypothesis_note  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import fastgan  # noqa: E402
 from fastgan.ops import spectral_norm_plan as plan  # noqa: E402
-
-from conftest import INTERPRETING  # noqa: E402
 
 HAS_CUDA = torch.cuda.is_available()
 KERNEL_BACKENDS = (["triton", "cuda"] if HAS_CUDA else []) + (["triton"] if INTERPRETING and not HAS_CUDA else [])
@@ -100,7 +99,8 @@ def _close(name, got, ref, rtol, atol=0.0):
 def _same(kernel, reference, compare):
     note(f"reference: {reference[0]}{'' if reference[0] == 'ok' else ': ' + reference[2]}")
     note(f"kernel: {kernel[0]}{'' if kernel[0] == 'ok' else ': ' + kernel[2]}")
-    assert kernel[0] == reference[0], f"one backend raised, the other did not: {kernel[1:] if kernel[0] == 'error' else reference[1:]}"
+    raised = kernel[1:] if kernel[0] == "error" else reference[1:]
+    assert kernel[0] == reference[0], f"one backend raised, the other did not: {raised}"
     if reference[0] == "error":
         assert kernel[1:] == reference[1:]
     else:

@@ -10,9 +10,10 @@ Edges: ``import a.b.c`` and ``from a.b.c import x`` go to ``a.b.c``; ``from pkg 
 ``pkg.name`` when that is a module or package of fastgan, else to ``pkg`` (its ``__init__``). No implicit
 edges to the parent packages' ``__init__`` are added (Python runs them first, but they are not what a module
 depends on). A string constant that is exactly a fastgan module's dotted name is an edge too (a module imported
-by name at run time: ``importlib.import_module``, an op's ``Launchers``). Relative imports are resolved; imports of anything outside fastgan are ignored. fastgan's
-compiled extension ``fastgan._C`` counts as a module (``from fastgan import _C`` imports it, not a name of
-``fastgan/__init__.py``), one that imports nothing of fastgan, built or not.
+by name at run time: ``importlib.import_module``, an op's ``Launchers``). Relative imports are resolved;
+imports of anything outside fastgan are ignored. fastgan's compiled extension ``fastgan._C`` counts as a module
+(``from fastgan import _C`` imports it, not a name of ``fastgan/__init__.py``), one that imports nothing of
+fastgan, built or not.
 """
 from __future__ import annotations
 

@@ -8,9 +8,18 @@ import torch
 import torch.nn.functional as F
 
 from fastgan.metrics import inception as inc
-from fastgan.metrics.inception import (FIDInceptionA, FIDInceptionC, FIDInceptionE_1, FIDInceptionE_2,
-                                       FIDInceptionV3, InceptionB, InceptionD, InceptionWeightsError,
-                                       InceptionWeightsNotFoundError, fid_inception_v3)
+from fastgan.metrics.inception import (
+    FIDInceptionA,
+    FIDInceptionC,
+    FIDInceptionE_1,
+    FIDInceptionE_2,
+    FIDInceptionV3,
+    InceptionB,
+    InceptionD,
+    InceptionWeightsError,
+    InceptionWeightsNotFoundError,
+    fid_inception_v3,
+)
 
 pytestmark = pytest.mark.no_triton  # (CI runs these on one Triton release)
 

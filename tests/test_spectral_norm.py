@@ -4,14 +4,13 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import rel_err
 from torch.nn.utils import parametrizations
 
 import fastgan
 from fastgan import _backend
-from fastgan.ops import spectral_norm_plan as plan
 from fastgan.ops import spectral_norm as sn_op
-
-from conftest import rel_err
+from fastgan.ops import spectral_norm_plan as plan
 
 # (weight shape, dim): 1xk, kx1, primes, conv, linear, transposed-conv (dim 1) and dim 2 layouts
 ODD_SHAPES = [((1, 37), 0), ((41, 1), 0), ((13, 29), 0), ((7, 5, 3, 3), 0), ((11, 3, 1, 1), 0), ((6, 11, 4, 4), 1),
@@ -191,7 +190,8 @@ def test_gradcheck_and_gradgradcheck_float64():
 def test_gradient_holds_u_v_constant_after_an_iteration():
     """With an iteration, the gradient is still (G - <G, W/s> u v^T)/s with the updated u, v (PyTorch's rule)."""
     w = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
-    u, v = F.normalize(torch.randn(6, dtype=torch.float64), dim=0), F.normalize(torch.randn(4, dtype=torch.float64), dim=0)
+    u = F.normalize(torch.randn(6, dtype=torch.float64), dim=0)
+    v = F.normalize(torch.randn(4, dtype=torch.float64), dim=0)
     (out,), sigma = fastgan.spectral_normalize(w, u, v, n_power_iterations=1, backend="torch")
     g = torch.randn(6, 4, dtype=torch.float64)
     (dw,) = torch.autograd.grad(out, w, g)

@@ -5,14 +5,13 @@ import io
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import INTERPRETING
 from torch import nn
 from torch.nn.utils import parametrizations
 
 import fastgan
 from fastgan.nn import SNConv2d, SNConvTranspose2d, SNEmbedding, SNLinear, SpectralNormGroup
 from fastgan.ops import spectral_norm as sn_op
-
-from conftest import INTERPRETING
 
 
 def _disc(sn, seed=0, width=8):

@@ -355,7 +355,8 @@ def launch_configs():
             meta = {"CL": cl, "VEC": vec, "BLOCK_P": bp, "BLOCK_R": br}
             configs.append((_cbn_stats_kernel, {"x_ptr": p, "part_ptr": "*fp32", **stream_int}, meta))
             # flags vary across shapes so that each value is compiled at least once per dtype
-            flags = {"HAS_W": i % 2 == 0, "HAS_B": i % 3 != 1, "ACT": sorted(activations.BY_CODE)[i % 3], "EVAL": i == 2}
+            act = sorted(activations.BY_CODE)[i % 3]
+            flags = {"HAS_W": i % 2 == 0, "HAS_B": i % 3 != 1, "ACT": act, "EVAL": i == 2}
             f32 = {"mean_ptr": "*fp32", "stat_ptr": "*fp32", "w_ptr": "*fp32", "b_ptr": "*fp32"}
             configs.append((_cbn_apply_kernel, {"x_ptr": p, "y_ptr": p, **f32, **stream_int}, {**meta, **flags}))
             configs.append((_cbn_backward_reduce_kernel, {"dy_ptr": p, "x_ptr": p, "sums_ptr": "*fp32", **f32,

@@ -19,9 +19,9 @@ import torch
 import triton
 import triton.language as tl
 
-from . import _interpreter_compat
 from ..ops import spectral_norm_plan as _plan
 from ..ops.spectral_norm_plan import COLS_TILE, ELEM_TILE, FLAT_ALIGN, NE, NF
+from . import _interpreter_compat
 
 _interpreter_compat.install()
 

@@ -1,5 +1,5 @@
 """Generative-model metrics: exact Fréchet distance, streaming feature statistics, FID, IS and KID."""
-from . import inception
+from . import inception as inception  # fastgan.metrics.inception, without importing it by name
 from .fid import FrechetInceptionDistance
 from .frechet import FrechetReference, frechet_distance, sqrtm_psd, trace_sqrt_product
 from .inception_score import InceptionScore

@@ -36,13 +36,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .inception_blocks import (BasicConv2d, FIDInceptionA, FIDInceptionC, FIDInceptionE_1, FIDInceptionE_2,
-                               InceptionB, InceptionD)
-from .inception_weights import PathLike, check_state_dict, read_weights
+from .inception_blocks import (
+    BasicConv2d,
+    FIDInceptionA,
+    FIDInceptionC,
+    FIDInceptionE_1,
+    FIDInceptionE_2,
+    InceptionB,
+    InceptionD,
+)
+
 # Importable from here too, where they are documented (and where they were defined before the split):
-from .inception_weights import (WEIGHTS_ENV, WEIGHTS_FILENAME, WEIGHTS_SHA256_PREFIX, WEIGHTS_URL,  # noqa: F401
-                                InceptionWeightsError, InceptionWeightsNotFoundError, load_weights_file,
-                                resolve_weights_path)
+from .inception_weights import (  # noqa: F401
+    WEIGHTS_ENV,
+    WEIGHTS_FILENAME,
+    WEIGHTS_SHA256_PREFIX,
+    WEIGHTS_URL,
+    InceptionWeightsError,
+    InceptionWeightsNotFoundError,
+    PathLike,
+    check_state_dict,
+    load_weights_file,
+    read_weights,
+    resolve_weights_path,
+)
 
 __all__ = [
     "BLOCK_DIMS", "FIDInceptionA", "FIDInceptionC", "FIDInceptionE_1", "FIDInceptionE_2", "FIDInceptionV3",

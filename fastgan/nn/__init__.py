@@ -1,8 +1,21 @@
 """Drop-in nn.Modules built on fastgan's ops."""
-from .cond_batch_norm import (BatchNorm2d, ConditionalBatchNorm2d, LinearConditionalBatchNorm2d, convert_sync_batchnorm,
-                              from_torch_batchnorm)
-from .spectral_norm import (SNConv2d, SNConvTranspose2d, SNEmbedding, SNLinear, SpectralNorm, SpectralNormGroup,
-                            spectral_norm, spectral_norm_layers)
+from .cond_batch_norm import (
+                              BatchNorm2d,
+                              ConditionalBatchNorm2d,
+                              LinearConditionalBatchNorm2d,
+                              convert_sync_batchnorm,
+                              from_torch_batchnorm,
+)
+from .spectral_norm import (
+                              SNConv2d,
+                              SNConvTranspose2d,
+                              SNEmbedding,
+                              SNLinear,
+                              SpectralNorm,
+                              SpectralNormGroup,
+                              spectral_norm,
+                              spectral_norm_layers,
+)
 
 __all__ = ["BatchNorm2d", "ConditionalBatchNorm2d", "LinearConditionalBatchNorm2d", "SNConv2d", "SNConvTranspose2d",
            "SNEmbedding", "SNLinear", "SpectralNorm", "SpectralNormGroup", "convert_sync_batchnorm",

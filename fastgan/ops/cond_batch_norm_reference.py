@@ -73,7 +73,7 @@ def invstd_of(running_stats, eps):
 def forward(x, weight, bias, mean_invstd, cfg):
     """y from x (N, C, ...) in the accumulation dtype and ``mean_invstd`` (2, C): a new tensor (not a view of
     one, which in-place activations on the output could not modify), laid out like x."""
-    N, C = x.shape[0], x.shape[1]
+    C = x.shape[1]
     tail = (1,) * (x.dim() - 2)
     scale = mean_invstd[1].view(1, C, *tail)
     if weight is not None:

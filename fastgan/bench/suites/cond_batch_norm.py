@@ -51,8 +51,15 @@ import torch
 import torch.nn.functional as F
 
 from ..runner import Case, Unavailable
-from .common import Target, compare_with_reference, current, fastgan_backends, record_targets, record_value
-from .common import rel_err  # noqa: F401 - the suite's measure of error, as its tests use it
+from .common import (
+    Target,
+    compare_with_reference,
+    current,
+    fastgan_backends,
+    record_targets,
+    record_value,
+    rel_err,  # noqa: F401 - the suite's measure of error, as its tests use it
+)
 
 SUITE = "cond_batch_norm"
 DTYPES = ("float32", "bfloat16")

@@ -155,7 +155,7 @@ def _setup(make_call, with_compile: bool) -> OrderedDict:
 
 def _finish(rec: dict) -> None:
     _active.close()
-    for name, v in rec["impls"].items():
+    for v in rec["impls"].values():
         if "median_ms" in v:
             v["us_per_call"] = round(v["median_ms"] * 1e3, 2)
 
