@@ -30,8 +30,7 @@
 
 namespace fastgan {
 
-// The fused activation, as the Python side passes it (fastgan.ops.cond_batch_norm.ACTIVATIONS; checked by
-// tests/test_cuda_emulation.py).
+// The fused activation: the codes of fastgan/activations.py (checked by tests/test_activations.py).
 enum Activation : int { ACT_NONE = 0, ACT_RELU = 1, ACT_LEAKY_RELU = 2 };
 
 namespace cbn {

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import pytest
 import torch
 
+from fastgan import activations
 from fastgan.ops._op import DTYPE_CODE
 
 from cuda_emulation import emulate
@@ -222,7 +223,7 @@ class Case(NamedTuple):
     misalign: int  # elements that x, y, dy and dx lie past a 16-byte boundary (not 0: the scalar paths)
     params: str  # "sample": (N, C) weight and bias; "channel": (C,) both; "weight": (C,) weight only;
     #              "bias": (N, C) bias only; "none"
-    act: int  # fastgan::Activation: 0 identity, 1 ReLU, 2 leaky ReLU
+    act: int  # a code of fastgan.activations (0 identity, 1 ReLU, 2 leaky ReLU: compact in CASES)
     eval: bool
     sms: int
     shift: float = 0.0  # added to x: a large mean makes M2 and z cancel
@@ -361,10 +362,10 @@ def test_entry_points_against_float64(emu, case):
     z = (x - mu) * scale + beta
     # rounding of scale, shift = beta - mean * scale, z = fma(x, scale, shift), and of invstd in eval
     z_tol = ELTWISE_RTOL * ((x * scale).abs() + (mu * scale).abs() + beta.abs() + z.abs())
-    if case.act == 0:
+    if case.act == activations.NONE:
         y_ref, gate, gate_alt = z, torch.ones_like(z), None
     else:
-        neg = 0.0 if case.act == 1 else SLOPE
+        neg = 0.0 if case.act == activations.RELU else SLOPE
         y_ref, gate = torch.where(z > 0, z, neg * z), torch.where(z > 0, 1.0, neg)
         # where z is within its tolerance of 0 the kernel may take the other side
         gate_alt = torch.where(z.abs() <= z_tol, torch.where(z > 0, neg, 1.0), float("nan"))
@@ -419,11 +420,11 @@ def test_entry_point_errors_reach_python(emu):
     args = dict(x=x.ptr, y=y.ptr, mean=mean.ptr, istd_or_var=var.ptr, weight=0, bias=0, N=1, C=1, HW=8, w_stride_n=0,
                 channels_last=False, slope=SLOPE, eval=True, eps=EPS)
     with pytest.raises(RuntimeError, match="activation code must be 0, 1 or 2"):
-        emu.cbn_apply(**args, act=3, dtype=0)
+        emu.cbn_apply(**args, act=3, dtype=DTYPE_CODE[torch.float32])
     with pytest.raises(RuntimeError, match="unsupported dtype code 7"):
-        emu.cbn_apply(**args, act=0, dtype=7)
+        emu.cbn_apply(**args, act=activations.NONE, dtype=7)
     assert y.data.isnan().all()
-    emu.cbn_apply(**args, act=0, dtype=0)
+    emu.cbn_apply(**args, act=activations.NONE, dtype=DTYPE_CODE[torch.float32])
     assert y.get("y", 8).tolist() == [0.0] * 8
 
 

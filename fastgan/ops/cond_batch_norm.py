@@ -176,7 +176,7 @@ def _apply_impl(x, weight, bias, batch_stats, running_stats, cfg):
     N, C, HW = dims(x)
     if cfg.backend == "torch":
         acc = _op.acc_dtype(x.dtype)
-        st = batch_stats if batch_stats is not None else ref.invstd_of(running_stats, cfg.eps)
+        st = batch_stats if batch_stats is not None else ref.invstd_of(running_stats, cfg.eps, acc)
         return like_layout(ref.forward(x.to(acc), weight, bias, st.to(acc), cfg).to(x.dtype), cl)
     w, b = _kernel_params(weight, bias, N, C)
     mean, stat, eval_mode = _mean_and_stat(batch_stats, running_stats)
@@ -193,7 +193,7 @@ def _backward_impl(gy, x, weight, bias, batch_stats, running_stats, cfg, inv_m):
     reduce_sums = (lambda t: _all_reduce(t, cfg.process_group)) if cfg.sync and cfg.training else None
     if cfg.backend == "torch":
         acc = _op.acc_dtype(x.dtype)
-        st = batch_stats if batch_stats is not None else ref.invstd_of(running_stats, cfg.eps)
+        st = batch_stats if batch_stats is not None else ref.invstd_of(running_stats, cfg.eps, acc)
         dx, dw, db = ref.composite_backward(gy.reshape(N, C, HW).to(acc), x.reshape(N, C, HW).to(acc), weight,
                                             bias, st, cfg, inv_m, reduce_sums)
         return like_layout(dx.to(x.dtype).reshape(x.shape), cl), dw, db
@@ -215,7 +215,7 @@ def _double_backward_grads(gy, x, weight, bias, running_stats, cfg):
                                   "synced across processes is not supported; use sync=False in the penalty pass")
     N, C, HW = dims(x)
     acc = _op.acc_dtype(x.dtype)
-    st = None if running_stats is None else ref.invstd_of(running_stats, cfg.eps).to(acc)
+    st = None if running_stats is None else ref.invstd_of(running_stats, cfg.eps, acc)
     dx, dw, db = ref.composite_backward(gy.reshape(N, C, HW).to(acc), x.reshape(N, C, HW).to(acc), weight, bias,
                                         st, cfg)
     return dx.to(x.dtype).reshape(x.shape), dw, db
@@ -227,7 +227,7 @@ def _double_backward_grads(gy, x, weight, bias, running_stats, cfg):
 @torch.library.custom_op("fastgan::cond_batch_norm_stats", mutates_args=("running_mean", "running_var"))
 def _stats_op(x: torch.Tensor, running_mean: torch.Tensor | None, running_var: torch.Tensor | None, momentum: float,
               eps: float, backend: str) -> torch.Tensor:
-    return _stats_impl(x, running_mean, running_var, Config(True, momentum, eps, 0, 0.0, backend))[0]
+    return _stats_impl(x, running_mean, running_var, Config(True, momentum, eps, activations.NONE, 0.0, backend))[0]
 
 
 @_stats_op.register_fake

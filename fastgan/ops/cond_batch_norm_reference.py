@@ -65,9 +65,10 @@ def batch_moments(x):
     return mean, m2
 
 
-def invstd_of(running_stats, eps):
-    """(mean, invstd) from (running_mean, running_var)."""
-    return torch.stack([running_stats[0], torch.rsqrt(running_stats[1] + eps)])
+def invstd_of(running_stats, eps, dtype):
+    """(mean, invstd) in ``dtype`` from (running_mean, running_var) (computed in ``dtype``: running statistics
+    of a half-precision module are float16)."""
+    return torch.stack([running_stats[0].to(dtype), torch.rsqrt(running_stats[1].to(dtype) + eps)])
 
 
 def forward(x, weight, bias, mean_invstd, cfg):

@@ -181,7 +181,11 @@ def elem_plan(weights, geoms) -> ElemPlan:
 
 class GroupLayout:
     """Everything derived from a group's shapes and addresses: geometry, snapshot and flat layouts, and the
-    kernel tables (built on first use). Cached by :func:`group_layout`."""
+    kernel tables (built on first use). Cached by :func:`group_layout`.
+
+    Geometry and layouts depend on the weights only; the power-iteration tables also hold the addresses of the u
+    and v they were first built with (``iteration``), which is why the cache (and ``prepare``'s signature) keys
+    on the vectors too: a layout is never used with other vectors than its own."""
 
     def __init__(self, weights, dims):
         self.dims = list(dims)
