@@ -4,8 +4,9 @@ wall-clock time on a shared machine is not.
     python bench/host_instructions.py [--calls 1000] [--backend cuda] [NAME_SUBSTRING ...]
 
 For each case of fastgan/bench/suites/host_overhead.py: valgrind --tool=callgrind of a process that makes the call
---calls times, minus one that makes it 0 times (which cancels the imports), with PYTHONHASHSEED=0 and the garbage
-collector off. About a minute per process.
+--calls times, minus one that makes it 0 times (which cancels the imports), with PYTHONHASHSEED=0, the garbage
+collector off and one thread (callgrind counts every thread: the spin-waits of torch's intra-op pool made counts
+vary by 20% between runs). About a minute per process.
 """
 import argparse
 import gc
@@ -19,6 +20,9 @@ import tempfile
 def _child(index: int, calls: int, backend: str) -> None:
     from fastgan.bench.suites import host_overhead as ho
 
+    import torch
+
+    torch.set_num_threads(1)
     gc.disable()  # a collection traverses every imported object: not the call's cost
     _, _, make = ho.CALLS[index]
     with ho.kernels_as_no_ops():
@@ -29,7 +33,7 @@ def _child(index: int, calls: int, backend: str) -> None:
 
 
 def _count(index: int, calls: int, backend: str) -> int:
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env.pop("TRITON_INTERPRET", None)
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out", sys.executable,

@@ -10,39 +10,42 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "fastgan CUDA kernels (raw-pointer interface; use fastgan's Python API)";
   m.attr("archs") = FASTGAN_CUDA_ARCHS;
   m.def("cuda_runtime_version", &fastgan::cuda_runtime_version, "CUDA runtime version the extension was built with");
-  m.def("sn_power_iteration", &fastgan::sn_power_iteration, "grouped spectral-norm power iteration", py::arg("meta"),
-        py::arg("rows_tiles"), py::arg("n_rows_tiles"), py::arg("cols_tiles"), py::arg("n_cols_tiles"),
-        py::arg("groups"), py::arg("scratch"), py::arg("state"), py::arg("n_iter"), py::arg("eps"), py::arg("dtype"),
-        py::arg("has_outer"), py::arg("unit_sc"), py::arg("device"), py::arg("stream"));
-  m.def("sn_normalize", &fastgan::sn_normalize, "grouped W / sigma", py::arg("emeta"), py::arg("tiles"),
-        py::arg("n_tiles"), py::arg("state"), py::arg("out"), py::arg("dtype"), py::arg("device"), py::arg("stream"));
-  m.def("sn_normalize_backward", &fastgan::sn_normalize_backward, "grouped backward of W / sigma", py::arg("emeta"),
-        py::arg("tiles"), py::arg("n_tiles"), py::arg("grad"), py::arg("partials"), py::arg("state"), py::arg("dw"),
-        py::arg("dtype"), py::arg("device"), py::arg("stream"));
-  m.def("cbn_partial_stats", &fastgan::cbn_partial_stats, "conditional batch norm: (mean, M2) per (n, c)", py::arg("x"),
-        py::arg("part"), py::arg("N"), py::arg("C"), py::arg("HW"), py::arg("channels_last"), py::arg("dtype"),
+  m.def("spectral_norm_power_iteration", &fastgan::spectral_norm_power_iteration,
+        "grouped spectral-norm power iteration", py::arg("meta"), py::arg("rows_tiles"), py::arg("n_rows_tiles"),
+        py::arg("cols_tiles"), py::arg("n_cols_tiles"), py::arg("groups"), py::arg("scratch"), py::arg("state"),
+        py::arg("n_iter"), py::arg("eps"), py::arg("dtype"), py::arg("has_outer"), py::arg("unit_sc"),
         py::arg("device"), py::arg("stream"));
-  m.def("cbn_finalize_stats", &fastgan::cbn_finalize_stats,
+  m.def("spectral_norm_normalize", &fastgan::spectral_norm_normalize, "grouped W / sigma", py::arg("emeta"),
+        py::arg("tiles"), py::arg("n_tiles"), py::arg("state"), py::arg("out"), py::arg("dtype"), py::arg("device"),
+        py::arg("stream"));
+  m.def("spectral_norm_normalize_backward", &fastgan::spectral_norm_normalize_backward, "grouped backward of W / sigma",
+        py::arg("emeta"), py::arg("tiles"), py::arg("n_tiles"), py::arg("grad"), py::arg("partials"), py::arg("state"),
+        py::arg("dw"), py::arg("dtype"), py::arg("device"), py::arg("stream"));
+  m.def("cond_batch_norm_partial_stats", &fastgan::cond_batch_norm_partial_stats,
+        "conditional batch norm: (mean, M2) per (n, c)", py::arg("x"), py::arg("part"), py::arg("N"), py::arg("C"),
+        py::arg("HW"), py::arg("channels_last"), py::arg("dtype"), py::arg("device"), py::arg("stream"));
+  m.def("cond_batch_norm_finalize_stats", &fastgan::cond_batch_norm_finalize_stats,
         "conditional batch norm: per-channel mean and invstd (or M2) and running statistics", py::arg("part"),
         py::arg("stats"), py::arg("running_mean"), py::arg("running_var"), py::arg("N"), py::arg("C"), py::arg("HW"),
         py::arg("momentum"), py::arg("eps"), py::arg("update"), py::arg("raw"), py::arg("device"), py::arg("stream"));
-  m.def("cbn_apply", &fastgan::cbn_apply, "conditional batch norm: y = act(x * scale + shift)", py::arg("x"),
-        py::arg("y"), py::arg("mean"), py::arg("istd_or_var"), py::arg("weight"), py::arg("bias"), py::arg("N"),
-        py::arg("C"), py::arg("HW"), py::arg("w_stride_n"), py::arg("channels_last"), py::arg("act"), py::arg("slope"),
-        py::arg("eval"), py::arg("eps"), py::arg("dtype"), py::arg("device"), py::arg("stream"));
-  m.def("cbn_backward_reduce", &fastgan::cbn_backward_reduce,
+  m.def("cond_batch_norm_apply", &fastgan::cond_batch_norm_apply, "conditional batch norm: y = act(x * scale + shift)",
+        py::arg("x"), py::arg("y"), py::arg("mean"), py::arg("istd_or_var"), py::arg("weight"), py::arg("bias"),
+        py::arg("N"), py::arg("C"), py::arg("HW"), py::arg("w_stride_n"), py::arg("channels_last"), py::arg("act"),
+        py::arg("slope"), py::arg("eval"), py::arg("eps"), py::arg("dtype"), py::arg("device"), py::arg("stream"));
+  m.def("cond_batch_norm_backward_reduce", &fastgan::cond_batch_norm_backward_reduce,
         "conditional batch norm backward: (sum g, sum g * xhat) per (n, c)", py::arg("dy"), py::arg("x"),
         py::arg("mean"), py::arg("istd_or_var"), py::arg("weight"), py::arg("bias"), py::arg("sums"), py::arg("N"),
         py::arg("C"), py::arg("HW"), py::arg("w_stride_n"), py::arg("channels_last"), py::arg("act"), py::arg("slope"),
         py::arg("eval"), py::arg("eps"), py::arg("dtype"), py::arg("device"), py::arg("stream"));
-  m.def("cbn_backward_finalize", &fastgan::cbn_backward_finalize,
+  m.def("cond_batch_norm_backward_finalize", &fastgan::cond_batch_norm_backward_finalize,
         "conditional batch norm backward: per-channel sums over n of the (n, c) sums", py::arg("sums"),
         py::arg("weight"), py::arg("k"), py::arg("N"), py::arg("C"), py::arg("w_stride_n"), py::arg("device"),
         py::arg("stream"));
-  m.def("cbn_backward_dx", &fastgan::cbn_backward_dx, "conditional batch norm backward: dx", py::arg("dy"),
-        py::arg("x"), py::arg("mean"), py::arg("istd_or_var"), py::arg("weight"), py::arg("bias"), py::arg("k"),
-        py::arg("dx"), py::arg("N"), py::arg("C"), py::arg("HW"), py::arg("w_stride_n"), py::arg("channels_last"),
-        py::arg("act"), py::arg("slope"), py::arg("eval"), py::arg("eps"), py::arg("inv_m"), py::arg("dtype"),
-        py::arg("device"), py::arg("stream"));
-  m.def("sn_layout", &fastgan::sn_layout, "table field indices and tile sizes the kernels were compiled with");
+  m.def("cond_batch_norm_backward_dx", &fastgan::cond_batch_norm_backward_dx, "conditional batch norm backward: dx",
+        py::arg("dy"), py::arg("x"), py::arg("mean"), py::arg("istd_or_var"), py::arg("weight"), py::arg("bias"),
+        py::arg("k"), py::arg("dx"), py::arg("N"), py::arg("C"), py::arg("HW"), py::arg("w_stride_n"),
+        py::arg("channels_last"), py::arg("act"), py::arg("slope"), py::arg("eval"), py::arg("eps"), py::arg("inv_m"),
+        py::arg("dtype"), py::arg("device"), py::arg("stream"));
+  m.def("spectral_norm_layout", &fastgan::spectral_norm_layout,
+        "table field indices and tile sizes the kernels were compiled with");
 }

@@ -70,8 +70,8 @@ struct CbnParams {
   float* stats = nullptr;         // (2, C) mean and invstd (or M2 when raw)
   float* running_mean = nullptr;  // nullptr: not updated
   float* running_var = nullptr;
-  float* sums = nullptr;          // (N, C, 2) backward (A, B)
-  float* k = nullptr;             // (4, C) S1, S2, sum B, sum A
+  float* sums = nullptr;  // (N, C, 2) backward (A, B)
+  float* k = nullptr;     // (4, C) S1, S2, sum B, sum A
   // apply, backward reduce and dx: the statistics and affine parameters (float32), as Affine has them
   const float* mean = nullptr;
   const float* istd_or_var = nullptr;

@@ -151,10 +151,10 @@ __global__ void __launch_bounds__(THREADS, MIN_BLOCKS)
 
 }  // namespace cbn
 
-void cbn_backward_reduce(uintptr_t dy, uintptr_t x, uintptr_t mean, uintptr_t istd_or_var, uintptr_t weight,
-                         uintptr_t bias, uintptr_t sums, int64_t N, int64_t C, int64_t HW, int64_t w_stride_n,
-                         bool channels_last, int act, double slope, bool eval, double eps, int dtype, int device,
-                         uintptr_t stream) {
+void cond_batch_norm_backward_reduce(uintptr_t dy, uintptr_t x, uintptr_t mean, uintptr_t istd_or_var, uintptr_t weight,
+                                     uintptr_t bias, uintptr_t sums, int64_t N, int64_t C, int64_t HW,
+                                     int64_t w_stride_n, bool channels_last, int act, double slope, bool eval,
+                                     double eps, int dtype, int device, uintptr_t stream) {
   using namespace cbn;
   CbnParams p = make_params(N, C, HW, channels_last, dtype, device, stream);
   set_affine(p, mean, istd_or_var, weight, bias, w_stride_n, act, slope, eval, eps);
@@ -170,16 +170,16 @@ void cbn_backward_reduce(uintptr_t dy, uintptr_t x, uintptr_t mean, uintptr_t is
                      const T* dyp = dev_ptr<const T>(p.dy);
                      const T* xp = dev_ptr<const T>(p.x);
                      if (!rp.nhwc)
-                       grad_sums_nchw_kernel<T, VEC><<<rp.grid, THREADS, 0, s>>>(dyp, xp, a, p.sums, rp.rows, p.C,
-                                                                                  p.HW, rp.lg);
+                       grad_sums_nchw_kernel<T, VEC>
+                           <<<rp.grid, THREADS, 0, s>>>(dyp, xp, a, p.sums, rp.rows, p.C, p.HW, rp.lg);
                      else
                        grad_sums_nhwc_kernel<T, VEC><<<rp.grid, rp.threads, 0, s>>>(
                            dyp, xp, a, p.sums, p.C, p.HW, static_cast<uint32_t>(rp.cols.nbands), rp.cols.lcx);
                    });
 }
 
-void cbn_backward_finalize(uintptr_t sums, uintptr_t weight, uintptr_t k, int64_t N, int64_t C, int64_t w_stride_n,
-                           int device, uintptr_t stream) {
+void cond_batch_norm_backward_finalize(uintptr_t sums, uintptr_t weight, uintptr_t k, int64_t N, int64_t C,
+                                       int64_t w_stride_n, int device, uintptr_t stream) {
   using namespace cbn;
   CbnParams p = make_params(N, C, 1, false, kFloat32, device, stream);  // per (n, c): no hw extent
   p.sums = dev_ptr<float>(sums);
@@ -190,7 +190,7 @@ void cbn_backward_finalize(uintptr_t sums, uintptr_t weight, uintptr_t k, int64_
   const cudaStream_t s = launch_stream(p.device, p.stream);
   const int lcb = finalize_lcb(p.N, p.C, sm_count(p.device));
   finalize_grad_kernel<<<grid_x(ceil_div(p.C, int64_t{1} << lcb), kOp), THREADS, 0, s>>>(p.sums, p.weight, p.k, p.N,
-                                                                                       p.C, p.w_stride_n, lcb);
+                                                                                         p.C, p.w_stride_n, lcb);
   check_launch("conditional batch norm backward finalize");
 }
 

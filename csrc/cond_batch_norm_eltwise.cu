@@ -160,9 +160,9 @@ void launch_eltwise(const Op& op, const CbnParams& p, const char* what) {
 
 }  // namespace cbn
 
-void cbn_apply(uintptr_t x, uintptr_t y, uintptr_t mean, uintptr_t istd_or_var, uintptr_t weight, uintptr_t bias,
-               int64_t N, int64_t C, int64_t HW, int64_t w_stride_n, bool channels_last, int act, double slope,
-               bool eval, double eps, int dtype, int device, uintptr_t stream) {
+void cond_batch_norm_apply(uintptr_t x, uintptr_t y, uintptr_t mean, uintptr_t istd_or_var, uintptr_t weight,
+                           uintptr_t bias, int64_t N, int64_t C, int64_t HW, int64_t w_stride_n, bool channels_last,
+                           int act, double slope, bool eval, double eps, int dtype, int device, uintptr_t stream) {
   using namespace cbn;
   CbnParams p = make_params(N, C, HW, channels_last, dtype, device, stream);
   set_affine(p, mean, istd_or_var, weight, bias, w_stride_n, act, slope, eval, eps);
@@ -172,10 +172,10 @@ void cbn_apply(uintptr_t x, uintptr_t y, uintptr_t mean, uintptr_t istd_or_var, 
   launch_eltwise(ApplyOp{p.affine()}, p, "conditional batch norm apply");
 }
 
-void cbn_backward_dx(uintptr_t dy, uintptr_t x, uintptr_t mean, uintptr_t istd_or_var, uintptr_t weight, uintptr_t bias,
-                     uintptr_t k, uintptr_t dx, int64_t N, int64_t C, int64_t HW, int64_t w_stride_n,
-                     bool channels_last, int act, double slope, bool eval, double eps, double inv_m, int dtype,
-                     int device, uintptr_t stream) {
+void cond_batch_norm_backward_dx(uintptr_t dy, uintptr_t x, uintptr_t mean, uintptr_t istd_or_var, uintptr_t weight,
+                                 uintptr_t bias, uintptr_t k, uintptr_t dx, int64_t N, int64_t C, int64_t HW,
+                                 int64_t w_stride_n, bool channels_last, int act, double slope, bool eval, double eps,
+                                 double inv_m, int dtype, int device, uintptr_t stream) {
   using namespace cbn;
   CbnParams p = make_params(N, C, HW, channels_last, dtype, device, stream);
   set_affine(p, mean, istd_or_var, weight, bias, w_stride_n, act, slope, eval, eps);

@@ -115,7 +115,7 @@ inline void set_affine(CbnParams& p, uintptr_t mean, uintptr_t istd_or_var, uint
 
 struct ReducePlan {
   bool nhwc;
-  int64_t rows;   // NCHW: N * C rows of 2^lg threads each
+  int64_t rows;  // NCHW: N * C rows of 2^lg threads each
   int lg;
   ColsPlan cols;  // NHWC
   unsigned grid;

@@ -180,8 +180,8 @@ __global__ void __launch_bounds__(THREADS, MIN_BLOCKS)
 
 }  // namespace cbn
 
-void cbn_partial_stats(uintptr_t x, uintptr_t part, int64_t N, int64_t C, int64_t HW, bool channels_last, int dtype,
-                       int device, uintptr_t stream) {
+void cond_batch_norm_partial_stats(uintptr_t x, uintptr_t part, int64_t N, int64_t C, int64_t HW, bool channels_last,
+                                   int dtype, int device, uintptr_t stream) {
   using namespace cbn;
   CbnParams p = make_params(N, C, HW, channels_last, dtype, device, stream);
   p.x = x;
@@ -200,9 +200,9 @@ void cbn_partial_stats(uintptr_t x, uintptr_t part, int64_t N, int64_t C, int64_
                    });
 }
 
-void cbn_finalize_stats(uintptr_t part, uintptr_t stats, uintptr_t running_mean, uintptr_t running_var, int64_t N,
-                        int64_t C, int64_t HW, double momentum, double eps, bool update, bool raw, int device,
-                        uintptr_t stream) {
+void cond_batch_norm_finalize_stats(uintptr_t part, uintptr_t stats, uintptr_t running_mean, uintptr_t running_var,
+                                    int64_t N, int64_t C, int64_t HW, double momentum, double eps, bool update,
+                                    bool raw, int device, uintptr_t stream) {
   using namespace cbn;
   CbnParams p = make_params(N, C, HW, false, kFloat32, device, stream);
   p.part = dev_ptr<float>(part);

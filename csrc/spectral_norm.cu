@@ -1,5 +1,5 @@
 // Grouped spectral norm in CUDA C++: the same work decomposition and tables as the Triton kernels
-// (fastgan/kernels/spectral_norm.py and spectral_norm_plan.py, whose docstrings describe them).
+// (fastgan/kernels/spectral_norm.py and fastgan/ops/spectral_norm_plan.py, whose docstrings describe them).
 //
 // One power iteration over every weight of a group is three launches:
 //   rows pass      y = W v          one block per band of rows, one warp per row, all columns;
@@ -309,13 +309,14 @@ template <typename T, bool HAS_OUTER, bool UNIT_SC>
 void power_iterations(const SnParams& p) {
   for (int64_t it = 0; it < (p.n_iter > 0 ? p.n_iter : 1); ++it) {
     if (p.n_rows_tiles > 0) {  // none when every weight has no rows (empty weights)
-      rows_kernel<T, HAS_OUTER, UNIT_SC><<<grid_x(p.n_rows_tiles, "spectral norm"), ROWS_THREADS, 0, p.stream>>>(
-          p.meta, p.rows_tiles, p.scratch);
+      rows_kernel<T, HAS_OUTER, UNIT_SC>
+          <<<grid_x(p.n_rows_tiles, "spectral norm"), ROWS_THREADS, 0, p.stream>>>(p.meta, p.rows_tiles, p.scratch);
       check_launch("spectral norm rows pass");
     }
     if (p.n_iter > 0 && p.n_cols_tiles > 0) {
-      cols_kernel<T, HAS_OUTER, UNIT_SC><<<grid_x(p.n_cols_tiles, "spectral norm"), dim3(COLS_TX, COLS_TY), 0,
-                                           p.stream>>>(p.meta, p.cols_tiles, p.scratch);
+      cols_kernel<T, HAS_OUTER, UNIT_SC>
+          <<<grid_x(p.n_cols_tiles, "spectral norm"), dim3(COLS_TX, COLS_TY), 0, p.stream>>>(p.meta, p.cols_tiles,
+                                                                                             p.scratch);
       check_launch("spectral norm column pass");
     }
     launch_finalize(p);
@@ -338,9 +339,10 @@ SnParams elementwise_params(uintptr_t emeta, uintptr_t tiles, int64_t n_tiles, u
 
 }  // namespace sn
 
-void sn_power_iteration(uintptr_t meta, uintptr_t rows_tiles, int64_t n_rows_tiles, uintptr_t cols_tiles,
-                        int64_t n_cols_tiles, int64_t groups, uintptr_t scratch, uintptr_t state, int64_t n_iter,
-                        double eps, int dtype, bool has_outer, bool unit_sc, int device, uintptr_t stream) {
+void spectral_norm_power_iteration(uintptr_t meta, uintptr_t rows_tiles, int64_t n_rows_tiles, uintptr_t cols_tiles,
+                                   int64_t n_cols_tiles, int64_t groups, uintptr_t scratch, uintptr_t state,
+                                   int64_t n_iter, double eps, int dtype, bool has_outer, bool unit_sc, int device,
+                                   uintptr_t stream) {
   using namespace sn;
   SnParams p;
   p.stream = launch_stream(device, stream);
@@ -367,8 +369,8 @@ void sn_power_iteration(uintptr_t meta, uintptr_t rows_tiles, int64_t n_rows_til
   });
 }
 
-void sn_normalize(uintptr_t emeta, uintptr_t tiles, int64_t n_tiles, uintptr_t state, uintptr_t out, int dtype,
-                  int device, uintptr_t stream) {
+void spectral_norm_normalize(uintptr_t emeta, uintptr_t tiles, int64_t n_tiles, uintptr_t state, uintptr_t out,
+                             int dtype, int device, uintptr_t stream) {
   using namespace sn;
   SnParams p = elementwise_params(emeta, tiles, n_tiles, state, dtype, device, stream);
   p.out = out;
@@ -376,13 +378,14 @@ void sn_normalize(uintptr_t emeta, uintptr_t tiles, int64_t n_tiles, uintptr_t s
   dispatch_dtype(p.dtype, [&](auto zero) {
     using T = decltype(zero);
     scale_kernel<T><<<grid_x(p.n_tiles, "spectral norm"), ELEM_THREADS, 0, p.stream>>>(p.emeta, p.tiles, p.state,
-                                                                                        dev_ptr<T>(p.out));
+                                                                                       dev_ptr<T>(p.out));
     check_launch("spectral norm normalise");
   });
 }
 
-void sn_normalize_backward(uintptr_t emeta, uintptr_t tiles, int64_t n_tiles, uintptr_t grad, uintptr_t partials,
-                           uintptr_t state, uintptr_t dw, int dtype, int device, uintptr_t stream) {
+void spectral_norm_normalize_backward(uintptr_t emeta, uintptr_t tiles, int64_t n_tiles, uintptr_t grad,
+                                      uintptr_t partials, uintptr_t state, uintptr_t dw, int dtype, int device,
+                                      uintptr_t stream) {
   using namespace sn;
   SnParams p = elementwise_params(emeta, tiles, n_tiles, state, dtype, device, stream);
   p.grad = grad;
@@ -402,7 +405,7 @@ void sn_normalize_backward(uintptr_t emeta, uintptr_t tiles, int64_t n_tiles, ui
 
 int cuda_runtime_version() { return CUDART_VERSION; }
 
-std::map<std::string, int64_t> sn_layout() {
+std::map<std::string, int64_t> spectral_norm_layout() {
   using namespace sn;
   return {{"NF", NF},
           {"W_PTR", W_PTR},

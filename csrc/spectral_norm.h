@@ -1,4 +1,4 @@
-// Grouped spectral norm: the layout of the tables the plan (fastgan/kernels/spectral_norm_plan.py) passes, the launch
+// Grouped spectral norm: the layout of the tables the plan (fastgan/ops/spectral_norm_plan.py) passes, the launch
 // constants, and SnParams, one call of an entry point as spectral_norm.cu's launchers take it.
 #pragma once
 
@@ -9,7 +9,8 @@
 namespace fastgan {
 namespace sn {
 
-// Field indices of the tables; must match spectral_norm_plan.py (checked by the tests through layout()).
+// Field indices of the tables; must match fastgan/ops/spectral_norm_plan.py (checked by tests/test_activations.py and
+// spectral_norm_layout()).
 enum Meta : int {
   W_PTR,
   U_PTR,
@@ -55,9 +56,9 @@ struct SnParams {
   const int64_t* emeta = nullptr;
   const int64_t* tiles = nullptr;
   int64_t n_tiles = 0;
-  uintptr_t out = 0;   // W / sigma, of `dtype`
-  uintptr_t grad = 0;  // backward: dL/d(W / sigma), of `dtype`
-  uintptr_t dw = 0;    // backward: dL/dW, of `dtype`
+  uintptr_t out = 0;          // W / sigma, of `dtype`
+  uintptr_t grad = 0;         // backward: dL/d(W / sigma), of `dtype`
+  uintptr_t dw = 0;           // backward: dL/dW, of `dtype`
   float* partials = nullptr;  // backward: one sum(W * grad) per tile
   float* state = nullptr;     // sigma per weight, then the copies of u and v
   int dtype = kFloat32;

@@ -164,8 +164,8 @@ def test_triton_backward_matches_float64_reference(interpreter, small_tiles, dty
 def test_triton_flat_output_padding_is_defined(interpreter):
     ws, us, vs, dims = _random_group([((3, 5), 0), ((2, 7), 0)])
     state = sn_op.prepare(ws, us, vs, dims).power_iteration(1, 1e-12, True, "triton")
-    flat = torch.ops.fastgan.sn_normalize(ws, state, dims, "triton")
-    ref = torch.ops.fastgan.sn_normalize(ws, state, dims, "torch")
+    flat = torch.ops.fastgan.spectral_norm(ws, state, dims, "triton")
+    ref = torch.ops.fastgan.spectral_norm(ws, state, dims, "torch")
     assert torch.equal(flat[15:16], torch.zeros(1)) and flat.shape == ref.shape
     assert rel_err(flat, ref) < 1e-6
 
@@ -217,9 +217,10 @@ def test_opcheck(backend, request):
         request.getfixturevalue("interpreter")
     ws, us, vs, dims, state, grad = _opcheck_args(backend)
     wreq = [w.clone().requires_grad_() for w in ws]
-    torch.library.opcheck(torch.ops.fastgan.sn_power_iteration.default, (ws, us, vs, dims, 2, 1e-12, True, backend))
-    torch.library.opcheck(torch.ops.fastgan.sn_normalize.default, (wreq, state, dims, backend))
-    torch.library.opcheck(torch.ops.fastgan.sn_normalize_backward.default, (grad, ws, state, dims, backend))
+    torch.library.opcheck(torch.ops.fastgan.spectral_norm_power_iteration.default,
+                          (ws, us, vs, dims, 2, 1e-12, True, backend))
+    torch.library.opcheck(torch.ops.fastgan.spectral_norm.default, (wreq, state, dims, backend))
+    torch.library.opcheck(torch.ops.fastgan.spectral_norm_backward.default, (grad, ws, state, dims, backend))
 
 
 def test_torch_compile_fullgraph_matches_eager():
@@ -398,7 +399,7 @@ def test_cuda_extension_table_layout_matches_the_plan():
     mod, why = _backend._import_extension()
     if mod is None:
         pytest.skip(f"extension not built: {why}")
-    layout = mod.sn_layout()
+    layout = mod.spectral_norm_layout()
     for name in ("NF", "NE", "COLS_TILE", "ELEM_TILE", "FLAT_ALIGN", "W_PTR", "U_PTR", "V_PTR", "R", "C", "SR", "SC",
                  "Q", "SO", "Y_OFF", "ZP_OFF", "N_RB", "ROWS_PER_TILE", "ROWS_PER_CTILE", "SU_OFF", "SV_OFF",
                  "E_W_PTR", "E_NUMEL", "E_FLAT_OFF", "E_H", "E_Q", "E_SU_OFF", "E_SV_OFF", "E_TILE0", "E_NTILES",

@@ -346,7 +346,7 @@ def test_gradient_penalty_matches_pytorch_spectral_norm(kind, backend):
 
 
 def test_double_backward_through_the_normalised_weight_itself():
-    """A penalty on weight gradients (create_graph through sn_normalize's backward) matches PyTorch's."""
+    """A penalty on weight gradients (create_graph through spectral_norm's backward) matches PyTorch's."""
     grads = []
     for sn in (parametrizations.spectral_norm, fastgan.nn.spectral_norm):
         torch.manual_seed(0)

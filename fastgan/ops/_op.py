@@ -21,9 +21,13 @@ def acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+# the current stream's cudaStream_t as an int, without building a torch.cuda.Stream (one C call; None in CPU builds)
+_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+
+
 def cuda_where(device: torch.device) -> tuple[int, int]:
     """(device index, current stream): the last two arguments of every CUDA entry point."""
-    return device.index, torch.cuda.current_stream(device).cuda_stream
+    return device.index, _raw_stream(device.index)
 
 
 def traced(t: torch.Tensor) -> bool:
@@ -32,27 +36,28 @@ def traced(t: torch.Tensor) -> bool:
     return torch.compiler.is_compiling() or type(t) not in (torch.Tensor, torch.nn.Parameter)
 
 
-def check_finite(where: str, named_tensors) -> None:
-    """Raise ValueError naming every (name, tensor) pair that holds NaN or Inf (None tensors are skipped).
+def check_finite(where: str, named_tensors, what: str = "") -> None:
+    """Raise ValueError naming every (name, tensor) pair that holds NaN or Inf (None tensors are skipped):
+    "<where>: non-finite values (NaN or Inf) in <what><names>".
 
     One reduction and one host sync per tensor: the ops do this only when asked (``check_finite=True``)."""
     bad = [name for name, t in named_tensors if t is not None and not bool(torch.isfinite(t).all())]
     if bad:
-        raise ValueError(f"{where}: non-finite values (NaN or Inf) in {', '.join(bad)}")
+        raise ValueError(f"{where}: non-finite values (NaN or Inf) in {what}{', '.join(bad)}")
 
 
-def resolve(op: str, device: torch.device, dtype: torch.dtype, backend: str | None,
-            kernel_limit: Callable[[], str | None] | None = None) -> str:
-    """The backend of one call: :func:`fastgan._backend.resolve`, then ``kernel_limit()`` for what only the torch
-    backend computes (a sentence saying why, or None). Under ``auto`` such a call falls back to torch; a kernel
-    backend asked for by name raises BackendUnavailable with the sentence."""
+def resolve(op: str, device: torch.device, dtype: torch.dtype, backend: str | None, where: str,
+            kernel_limit: Callable[..., str | None] | None = None, *limit_args) -> str:
+    """The backend of one call: :func:`fastgan._backend.resolve`, then ``kernel_limit(*limit_args)`` for what only
+    the torch backend computes (a sentence saying why, or None). Under ``auto`` such a call falls back to torch; a
+    kernel backend asked for by name raises BackendUnavailable with the sentence, prefixed by ``where`` (the public
+    name of the op)."""
     name = _backend.resolve(op, device, dtype, backend)
     if name != "torch" and kernel_limit is not None:
-        why = kernel_limit()
+        why = kernel_limit(*limit_args)
         if why is not None:
             if _backend.requested(backend) != "auto":
-                raise _backend.BackendUnavailable(f"{op}: the {name} backend cannot run this call: {why} (use "
-                                                  "backend='torch')")
+                raise _backend.BackendUnavailable(f"{where}: the {name} backend {why} (use backend='torch')")
             return "torch"
     return name
 
@@ -83,8 +88,9 @@ class DifferentiableOp:
       (default: ``impl(*args)`` then ``setup_context``): eager calls skip the dispatcher, whose Python-level
       dispatch costs tens of microseconds per call.
 
-    ``setup_context(ctx, inputs, output)`` saves what the backward needs; it sets ``ctx.traced`` (True in the
-    registered form) so that ``backward(ctx, *grads)`` can reach the fused backward through its own registered op
+    ``setup_context(ctx, inputs, output)`` saves what the backward needs. The registered form sets ``ctx.traced =
+    True`` (the eager form leaves it unset: read it as ``getattr(ctx, "traced", False)``) so that
+    ``backward(ctx, *grads)`` can reach the fused backward through its own registered op
     when traced and call the implementation directly when eager. ``backward`` runs with grad mode on when a
     double backward is being recorded (``create_graph=True``): it must then compute the gradients from
     differentiable torch ops (the op's composite), as the fused kernels are not differentiable.
@@ -107,10 +113,7 @@ class DifferentiableOp:
                 setup_context(ctx, args, out)
                 return out
 
-        def forward(ctx, *args):
-            ctx.traced = False
-            return eager_forward(ctx, *args)
-
-        self.Function = type(f"{name}_eager", (torch.autograd.Function,),
-                             {"forward": staticmethod(forward), "backward": staticmethod(backward),
+        # named like the op in CamelCase: autograd graphs and profiles show <Name>Backward
+        self.Function = type("".join(p.title() for p in name.split("_")), (torch.autograd.Function,),
+                             {"forward": staticmethod(eager_forward), "backward": staticmethod(backward),
                               "__doc__": f"Eager twin of fastgan::{name} (see DifferentiableOp)."})

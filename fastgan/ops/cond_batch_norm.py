@@ -303,7 +303,7 @@ def _backward(ctx, gy):
     cfg = ctx.cfg
     if torch.is_grad_enabled():  # recording a double backward
         dx, dw, db = _double_backward_grads(gy, x, weight, bias, running_stats, cfg)
-    elif ctx.traced:
+    elif getattr(ctx, "traced", False):
         dx, dw, db = torch.ops.fastgan.cond_batch_norm_backward(gy, x, weight, bias, batch_stats, running_stats,
                                                                 cfg.eps, cfg.act, cfg.slope, cfg.backend)
     else:
@@ -368,14 +368,14 @@ def _resolve(x, backend):
     if x.numel() == 0:  # nothing to launch: the reference returns the empty result
         _backend.resolve(OP, x.device, x.dtype, backend)  # (still refuses an unavailable backend)
         return "torch"
-    return _op.resolve(OP, x.device, x.dtype, backend, lambda: _too_large_for_kernels(x))
+    return _op.resolve(OP, x.device, x.dtype, backend, "conditional_batch_norm", _too_large_for_kernels, x)
 
 
 def _too_large_for_kernels(x):
     N, C, HW = dims(x)
     if C * HW > _INT32_MAX or N * C > _INT32_MAX:
-        return (f"it indexes a sample and the (N, C) statistics with 32-bit integers; x of shape {tuple(x.shape)} "
-                "is too large")
+        return (f"indexes a sample and the (N, C) statistics with 32-bit integers; x of shape {tuple(x.shape)} is "
+                "too large")
     return None
 
 

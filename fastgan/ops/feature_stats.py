@@ -5,44 +5,38 @@
 Centring each batch before its products is what keeps float32 accurate for features with a large mean and a
 small spread (Inception features: mean ~0.3-3, std ~0.05-0.5), where float32 raw sums of x and x x^T lose
 digits. Only the upper triangle of M2 is meaningful (the triton backend fills only that).
+
+The op's files: ``feature_stats_reference.py`` (eager torch), this file (host code and registration),
+``fastgan/kernels/feature_stats.py`` (Triton kernel and launcher). No CUDA version, no gradient.
 """
 from __future__ import annotations
 
 import torch
 
 from .. import _backend
+from . import _op
+from . import feature_stats_reference as ref
 
 OP = "feature_stats"
 _backend.register_op(OP, ("torch", "triton"))
+_LAUNCH = _op.Launchers(triton="fastgan.kernels.feature_stats")
 
 
-def _ref_update(mean, m2, x, count):
-    b = x.shape[0]
-    xf = x.float()
-    batch_mean = xf.mean(0)
-    delta = batch_mean - mean
-    centred = xf - batch_mean
-    m2.add_(centred.T @ centred).add_(torch.outer(delta, delta), alpha=count * b / (count + b))
-    mean.add_(delta, alpha=b / (count + b))
-
-
-def _kernel_update(mean, m2, x, count):
-    from ..kernels import feature_stats as kernels
-
+def _kernel_update(mean, m2, x, count, backend):
     b = x.shape[0]
     if x.stride(1) != 1:
         x = x.contiguous()
     batch_mean = x.float().mean(0)
     delta = batch_mean - mean
-    kernels.centered_gram_update(x, batch_mean, delta, m2, count * b / (count + b))
+    _LAUNCH[backend].centered_gram_update(x, batch_mean, delta, m2, count * b / (count + b))
     mean.add_(delta, alpha=b / (count + b))
 
 
 def _update_impl(mean, m2, x, count, backend):
     if backend == "torch":
-        _ref_update(mean, m2, x, count)
+        ref.update(mean, m2, x, count)
     else:
-        _kernel_update(mean, m2, x, count)
+        _kernel_update(mean, m2, x, count, backend)
 
 
 @torch.library.custom_op("fastgan::feature_moments_update", mutates_args=("mean", "m2"))
@@ -74,7 +68,7 @@ def feature_moments_update_(mean: torch.Tensor, m2: torch.Tensor, x: torch.Tenso
     if x.shape[0] == 0:
         return
     name = _backend.resolve(OP, x.device, x.dtype, backend)
-    if torch.compiler.is_compiling():
+    if _op.traced(x):
         torch.ops.fastgan.feature_moments_update(mean, m2, x, count, name)
     else:
         _update_impl(mean, m2, x, count, name)

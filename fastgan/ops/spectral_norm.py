@@ -13,9 +13,9 @@ The op's files: ``spectral_norm_reference.py`` (eager torch reference, composite
 ``csrc/spectral_norm.cu`` (CUDA kernels behind the same launchers).
 
 Three custom ops, all taking the whole group:
-``fastgan::sn_power_iteration`` (mutates us, vs; returns the snapshot [sigma | u, v per weight]),
-``fastgan::sn_normalize`` (flat buffer of every W/sigma, differentiable), and
-``fastgan::sn_normalize_backward`` (the fused backward, used when no double backward is being recorded).
+``fastgan::spectral_norm_power_iteration`` (mutates us, vs; returns the snapshot [sigma | u, v per weight]),
+``fastgan::spectral_norm`` (flat buffer of every W/sigma, differentiable), and
+``fastgan::spectral_norm_backward`` (the fused backward, used when no double backward is being recorded).
 """
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def _normalize_backward_impl(grad, weights, state, dims, backend, layout=None):
 # 20 weights, as much as the GPU work of a whole SNGAN discriminator.
 
 
-@torch.library.custom_op("fastgan::sn_power_iteration", mutates_args=("us", "vs"))
+@torch.library.custom_op("fastgan::spectral_norm_power_iteration", mutates_args=("us", "vs"))
 def _power_iteration_op(weights: list[torch.Tensor], us: list[torch.Tensor], vs: list[torch.Tensor], dims: list[int],
                         n_power_iterations: int, eps: float, u_first: bool, backend: str) -> torch.Tensor:
     return _power_iteration_impl(weights, us, vs, dims, n_power_iterations, eps, u_first, backend)
@@ -93,7 +93,7 @@ def _(weights, us, vs, dims, n_power_iterations, eps, u_first, backend):
     return weights[0].new_empty(plan_mod.state_layout(geoms)[2], dtype=_op.acc_dtype(weights[0].dtype))
 
 
-@torch.library.custom_op("fastgan::sn_normalize_backward", mutates_args=())
+@torch.library.custom_op("fastgan::spectral_norm_backward", mutates_args=())
 def _normalize_backward_op(grad: torch.Tensor, weights: list[torch.Tensor], state: torch.Tensor, dims: list[int],
                            backend: str) -> torch.Tensor:
     return _normalize_backward_impl(grad, weights, state, dims, backend)
@@ -129,17 +129,18 @@ def _eager_forward(ctx, state, layout, backend, *weights):
 
 def _backward(ctx, grad):
     state, *weights = ctx.saved_tensors
+    traced = getattr(ctx, "traced", False)
     layout = ctx.layout or _layout(weights, ctx.dims)
     if torch.is_grad_enabled():  # recording a double backward: differentiable torch ops
         dws = ref.composite_backward(layout.split(grad), weights, state, layout)
-    elif ctx.traced:
-        dws = layout.split(torch.ops.fastgan.sn_normalize_backward(grad, weights, state, ctx.dims, ctx.backend))
+    elif traced:
+        dws = layout.split(torch.ops.fastgan.spectral_norm_backward(grad, weights, state, ctx.dims, ctx.backend))
     else:
         dws = layout.split(_normalize_backward_impl(grad, weights, state, ctx.dims, ctx.backend, layout))
-    return (dws, None, None, None) if ctx.traced else (None, None, None, *dws)
+    return (dws, None, None, None) if traced else (None, None, None, *dws)
 
 
-_SN_NORMALIZE = _op.DifferentiableOp("sn_normalize", _normalize_op_impl, fake=_normalize_fake,
+_SN_NORMALIZE = _op.DifferentiableOp("spectral_norm", _normalize_op_impl, fake=_normalize_fake,
                                      setup_context=_setup_context, backward=_backward, eager_forward=_eager_forward)
 
 
@@ -168,12 +169,13 @@ class PreparedGroup:
         w, us, vs = self.weights, self.us, self.vs
         saved = None
         if check_finite:
-            _op.check_finite("spectral norm", zip(self.labels(), w))
+            _op.check_finite("spectral norm", zip(self.labels(), w), "the weight of ")
             if n_iter:
                 saved = torch._foreach_mul(us + vs, 1.0)  # copies, to restore if sigma turns out bad
         with torch.no_grad():
             if self.layout is None:
-                state = torch.ops.fastgan.sn_power_iteration(w, us, vs, self.dims, n_iter, eps, u_first, backend)
+                state = torch.ops.fastgan.spectral_norm_power_iteration(w, us, vs, self.dims, n_iter, eps, u_first,
+                                                                        backend)
             else:
                 state = _power_iteration_impl(w, us, vs, self.dims, n_iter, eps, u_first, backend, self.layout)
             if check_finite:
@@ -189,7 +191,7 @@ class PreparedGroup:
     def normalize(self, state: torch.Tensor, backend: str) -> list[torch.Tensor]:
         """W_i / sigma_i, differentiable with respect to the weights."""
         if self.layout is None:
-            flat = torch.ops.fastgan.sn_normalize(self.weights, state, self.dims, backend)
+            flat = torch.ops.fastgan.spectral_norm(self.weights, state, self.dims, backend)
             return _layout(self.weights, self.dims).split(flat)
         if torch.is_grad_enabled() and any(w.requires_grad for w in self.weights):
             flat = _SN_NORMALIZE.Function.apply(state, self.layout, backend, *self.weights)
@@ -320,8 +322,12 @@ def resolve_backend(group: PreparedGroup, backend: str | None = None) -> str:
     """The backend for this group: as fastgan._backend.resolve, and u, v other than float32 (all of them, or some
     of the group) only on the torch backend."""
     other = group.other_vector_dtype
-    limit = None if other is None else (lambda: f"it keeps u and v in float32; this group has {other} vectors")
-    return _op.resolve(OP, group.weights[0].device, group.weights[0].dtype, backend, limit)
+    return _op.resolve(OP, group.weights[0].device, group.weights[0].dtype, backend, "spectral norm",
+                       None if other is None else _float32_vectors_only, other)
+
+
+def _float32_vectors_only(other):
+    return f"keeps u and v in float32; this group has {other} vectors"
 
 
 # ---------------------------------------------------------------- public functional API

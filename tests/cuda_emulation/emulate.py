@@ -135,9 +135,10 @@ def compile_emulation(src, out_dir, name):
 
 
 class Emulation:
-    """The entry points, called as ``emu.cbn_apply(x=..., y=..., ...)`` with the names of ops.h; ``device`` and
-    ``stream`` are filled in (the device picks the SM count). A failed call raises RuntimeError. Every launch is
-    logged in ``launched``: (kernel with its template arguments, grid, block, the integral arguments in order)."""
+    """The entry points, called as ``emu.cond_batch_norm_apply(x=..., y=..., ...)`` with the names of ops.h;
+    ``device`` and ``stream`` are filled in (the device picks the SM count). A failed call raises RuntimeError.
+    Every launch is logged in ``launched``: (kernel with its template arguments, grid, block, the integral
+    arguments in order)."""
 
     def __init__(self, lib, decls):
         self.lib, self.decls, self.sms = lib, decls, 132

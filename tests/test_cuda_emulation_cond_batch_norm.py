@@ -27,12 +27,12 @@ EXPECTED_LAUNCHES = sorted([
     "stats_nchw_kernel", "stats_nhwc_kernel", "finalize_stats_kernel", "eltwise_nchw_kernel",
     "eltwise_nhwc_kernel", "grad_sums_nchw_kernel", "grad_sums_nhwc_kernel", "finalize_grad_kernel",
 ])
-ENTRY_POINTS = ["cbn_partial_stats", "cbn_finalize_stats", "cbn_apply", "cbn_backward_reduce",
-                "cbn_backward_finalize", "cbn_backward_dx"]
+ENTRY_POINTS = ["cond_batch_norm_partial_stats", "cond_batch_norm_finalize_stats", "cond_batch_norm_apply",
+                "cond_batch_norm_backward_reduce", "cond_batch_norm_backward_finalize", "cond_batch_norm_backward_dx"]
 
 
 def emulation_source():
-    return emulate.emulation_source("cond_batch_norm", "cbn_")
+    return emulate.emulation_source("cond_batch_norm", "cond_batch_norm_")
 
 
 @pytest.fixture(scope="module")
@@ -301,7 +301,7 @@ def test_entry_points_against_float64(emu, case):
 
     # forward statistics: partial stats -> finalize (with the running statistics, and raw)
     part = nan_buffer(N * C * 2)
-    emu.cbn_partial_stats(x=xb.ptr, part=part.ptr, **common, **layout)
+    emu.cond_batch_norm_partial_stats(x=xb.ptr, part=part.ptr, **common, **layout)
     p = part.get("part", N, C, 2)
     mean_nc = x.mean(2)
     m2_nc = ((x - mean_nc[..., None]) ** 2).sum(2)
@@ -318,8 +318,8 @@ def test_entry_points_against_float64(emu, case):
     rv0 = torch.rand(C, generator=gen) * 3 + 0.1
     rm, rv = Buffer(rm0), Buffer(rv0)
     stats = nan_buffer(2 * C)
-    emu.cbn_finalize_stats(part=part.ptr, stats=stats.ptr, running_mean=rm.ptr, running_var=rv.ptr, **common,
-                           momentum=MOMENTUM, eps=EPS, update=True, raw=False)
+    emu.cond_batch_norm_finalize_stats(part=part.ptr, stats=stats.ptr, running_mean=rm.ptr, running_var=rv.ptr,
+                                       **common, momentum=MOMENTUM, eps=EPS, update=True, raw=False)
     st = stats.get("stats", 2, C)
     check("mean", st[0], mean_c, REDUCE_RTOL * scale_c, case)
     invstd = 1 / (m2_c / count + EPS).sqrt()
@@ -332,8 +332,8 @@ def test_entry_points_against_float64(emu, case):
         check("running var", rv.get("running_var", C), (1 - MOMENTUM) * rv64 + MOMENTUM * m2_c / (count - 1),
               4 * U32 * (rv64 + MOMENTUM * m2_c / (count - 1)) + MOMENTUM * m2_tol / (count - 1), case)
     raw = nan_buffer(2 * C)
-    emu.cbn_finalize_stats(part=part.ptr, stats=raw.ptr, running_mean=0, running_var=0, **common, momentum=MOMENTUM,
-                           eps=EPS, update=False, raw=True)
+    emu.cond_batch_norm_finalize_stats(part=part.ptr, stats=raw.ptr, running_mean=0, running_var=0, **common,
+                                       momentum=MOMENTUM, eps=EPS, update=False, raw=True)
     r = raw.get("raw stats", 2, C)
     check("raw mean", r[0], mean_c, REDUCE_RTOL * scale_c, case)
     check("raw M2", r[1], m2_c, m2_tol, case)
@@ -370,15 +370,15 @@ def test_entry_points_against_float64(emu, case):
         # where z is within its tolerance of 0 the kernel may take the other side
         gate_alt = torch.where(z.abs() <= z_tol, torch.where(z > 0, neg, 1.0), float("nan"))
     yb = nan_buffer(x.numel(), dtype, mis)
-    emu.cbn_apply(x=xb.ptr, y=yb.ptr, mean=mb.ptr, istd_or_var=sb.ptr, **affine, **common, **layout)
+    emu.cond_batch_norm_apply(x=xb.ptr, y=yb.ptr, mean=mb.ptr, istd_or_var=sb.ptr, **affine, **common, **layout)
     check("y", tensor_of(yb, "y"), y_ref, u_out * y_ref.abs() + (1 + u_out) * z_tol + sub_out, case)
 
     # backward: reduce -> finalize -> dx
     dy, dy_mem = stored(torch.randn(N, C, HW, generator=gen, dtype=torch.float64))
     dyb = Buffer(dy_mem, mis)
     sums = nan_buffer(N * C * 2)
-    emu.cbn_backward_reduce(dy=dyb.ptr, x=xb.ptr, mean=mb.ptr, istd_or_var=sb.ptr, sums=sums.ptr, **affine, **common,
-                            **layout)
+    emu.cond_batch_norm_backward_reduce(dy=dyb.ptr, x=xb.ptr, mean=mb.ptr, istd_or_var=sb.ptr, sums=sums.ptr,
+                                        **affine, **common, **layout)
     s = sums.get("sums", N, C, 2)
     xhat = (x - mu) * istd
     g = dy * gate
@@ -388,8 +388,8 @@ def test_entry_points_against_float64(emu, case):
           REDUCE_RTOL * (g * xhat).abs().sum(2) + (amb * xhat.abs()).sum(2), case)
 
     k = nan_buffer(4 * C)
-    emu.cbn_backward_finalize(sums=sums.ptr, weight=affine["weight"], k=k.ptr, N=N, C=C,
-                              w_stride_n=affine["w_stride_n"])
+    emu.cond_batch_norm_backward_finalize(sums=sums.ptr, weight=affine["weight"], k=k.ptr, N=N, C=C,
+                                          w_stride_n=affine["w_stride_n"])
     kk = k.get("k", 4, C)
     ga, gb = gamma[..., 0] * s[..., 0], gamma[..., 0] * s[..., 1]
     for j, (name, terms) in enumerate([("S1", ga), ("S2", gb), ("sum B", s[..., 1]), ("sum A", s[..., 0])]):
@@ -397,8 +397,8 @@ def test_entry_points_against_float64(emu, case):
 
     inv_m = 1.0 / count
     dxb = nan_buffer(x.numel(), dtype, mis)
-    emu.cbn_backward_dx(dy=dyb.ptr, x=xb.ptr, mean=mb.ptr, istd_or_var=sb.ptr, k=k.ptr, dx=dxb.ptr, inv_m=inv_m,
-                        **affine, **common, **layout)
+    emu.cond_batch_norm_backward_dx(dy=dyb.ptr, x=xb.ptr, mean=mb.ptr, istd_or_var=sb.ptr, k=k.ptr, dx=dxb.ptr,
+                                    inv_m=inv_m, **affine, **common, **layout)
     # dx = scale * g - corr, corr = invstd * (S1 + xhat * S2) / m in training (0 in eval), S1 and S2 from k
     s1, s2 = kk[0][None, :, None], kk[1][None, :, None]
     corr = torch.zeros_like(z) if case.eval else istd * (s1 + xhat * s2) * inv_m
@@ -420,11 +420,11 @@ def test_entry_point_errors_reach_python(emu):
     args = dict(x=x.ptr, y=y.ptr, mean=mean.ptr, istd_or_var=var.ptr, weight=0, bias=0, N=1, C=1, HW=8, w_stride_n=0,
                 channels_last=False, slope=SLOPE, eval=True, eps=EPS)
     with pytest.raises(RuntimeError, match="activation code must be 0, 1 or 2"):
-        emu.cbn_apply(**args, act=3, dtype=DTYPE_CODE[torch.float32])
+        emu.cond_batch_norm_apply(**args, act=3, dtype=DTYPE_CODE[torch.float32])
     with pytest.raises(RuntimeError, match="unsupported dtype code 7"):
-        emu.cbn_apply(**args, act=activations.NONE, dtype=7)
+        emu.cond_batch_norm_apply(**args, act=activations.NONE, dtype=7)
     assert y.data.isnan().all()
-    emu.cbn_apply(**args, act=activations.NONE, dtype=DTYPE_CODE[torch.float32])
+    emu.cond_batch_norm_apply(**args, act=activations.NONE, dtype=DTYPE_CODE[torch.float32])
     assert y.get("y", 8).tolist() == [0.0] * 8
 
 
@@ -522,11 +522,11 @@ def test_huge_values_give_inf_moments_not_nan(emu, nhwc):
     x = torch.randn(N, C, HW, generator=gen) * 1e30
     xb = Buffer((x.transpose(1, 2) if nhwc else x).contiguous())
     part = nan_buffer(N * C * 2)
-    emu.cbn_partial_stats(x=xb.ptr, part=part.ptr, N=N, C=C, HW=HW, channels_last=nhwc, dtype=0)
+    emu.cond_batch_norm_partial_stats(x=xb.ptr, part=part.ptr, N=N, C=C, HW=HW, channels_last=nhwc, dtype=0)
     p = part.get("part", N, C, 2)
     assert torch.isfinite(p[..., 0]).all() and torch.isinf(p[..., 1]).all()
     stats, rm, rv = nan_buffer(2 * C), Buffer(torch.zeros(C)), Buffer(torch.ones(C))
-    emu.cbn_finalize_stats(part=part.ptr, stats=stats.ptr, running_mean=rm.ptr, running_var=rv.ptr, N=N, C=C, HW=HW,
-                           momentum=0.1, eps=1e-5, update=True, raw=False)
+    emu.cond_batch_norm_finalize_stats(part=part.ptr, stats=stats.ptr, running_mean=rm.ptr, running_var=rv.ptr, N=N,
+                                       C=C, HW=HW, momentum=0.1, eps=1e-5, update=True, raw=False)
     assert (stats.get("stats", 2, C)[1] == 0).all()
     assert torch.isinf(rv.get("running_var", C)).all()

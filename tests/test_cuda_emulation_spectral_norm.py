@@ -6,7 +6,6 @@ kernels (tests/test_fuzz.py): fixed cases that reach every kernel instantiation,
 """
 import contextlib
 import re
-import types
 
 import pytest
 import torch
@@ -20,6 +19,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from fastgan import _backend  # noqa: E402
+from fastgan.ops import _op  # noqa: E402
 from fastgan.ops import spectral_norm_plan as plan  # noqa: E402
 
 from test_fuzz import sn_agree, sn_groups  # noqa: E402
@@ -28,13 +28,13 @@ pytestmark = [pytest.mark.emulation, pytest.mark.no_triton]
 
 EXPECTED_LAUNCHES = ["cols_kernel", "dot_kernel", "finalize_kernel", "finalize_kernel", "grad_kernel", "rows_kernel",
                      "scale_kernel"]
-ENTRY_POINTS = ["sn_normalize", "sn_normalize_backward", "sn_power_iteration"]
+ENTRY_POINTS = ["spectral_norm_normalize", "spectral_norm_normalize_backward", "spectral_norm_power_iteration"]
 STORAGE = {torch.float32: "float", torch.float16: "__half", torch.bfloat16: "__nv_bfloat16"}
 
 
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory):
-    src, names, decls = emulate.emulation_source("spectral_norm", "sn_")
+    src, names, decls = emulate.emulation_source("spectral_norm", "spectral_norm_")
     assert sorted(names) == EXPECTED_LAUNCHES, "launches found in csrc/spectral_norm.cu"
     assert sorted(decls) == ENTRY_POINTS, "entry points found in csrc/ops.h"
     return Emulation(compile_emulation(src, tmp_path_factory.mktemp("cuda_emulation_sn"), "spectral_norm"), decls)
@@ -58,7 +58,7 @@ def emulated_cuda_backend(emu, sms=132):
         mp.setattr(_backend, "unavailable_reason",
                    lambda backend, device, dtype, op=None: None if backend == "cuda" and dtype != torch.float64
                    else real(backend, device, dtype, op))
-        mp.setattr(torch.cuda, "current_stream", lambda device=None: types.SimpleNamespace(cuda_stream=0))
+        mp.setattr(_op, "_raw_stream", lambda device_index: 0)
         plan.clear_cache()
         try:
             yield
