@@ -18,9 +18,9 @@ import tempfile
 
 
 def _child(index: int, calls: int, backend: str) -> None:
-    from fastgan.bench.suites import host_overhead as ho
-
     import torch
+
+    from fastgan.bench.suites import host_overhead as ho
 
     torch.set_num_threads(1)
     gc.disable()  # a collection traverses every imported object: not the call's cost

@@ -9,16 +9,16 @@ Names used throughout the op: ``batch_stats`` is the (2, C) pair (mean, invstd) 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
 from ..activations import BY_CODE
 
 
-@dataclass(frozen=True)
-class Config:
-    """Everything about a call but its tensors."""
+class Config(NamedTuple):
+    """Everything about a call but its tensors. (A NamedTuple: built on every call, and a frozen dataclass's
+    __init__ costs a Python-level setattr per field.)"""
 
     training: bool
     momentum: float
