@@ -296,48 +296,44 @@ def _opt(t, fallback):
     return fallback if t is None else t
 
 
-def partial_stats(x: torch.Tensor, part: torch.Tensor, channels_last: bool) -> None:
+def moments(x, part, stats, running_mean, running_var, channels_last, momentum, eps, raw) -> None:
+    """stats (2, C) <- (mean, invstd) of x per channel, updating the running statistics (not None), or (mean, M2)
+    when ``raw``; part (N, C, 2) is the scratch of partial (mean, M2) per (n, c)."""
     dims, meta, programs = _stream_args(x, channels_last)
+    N, C, HW = dims[:3]
     _cbn_stats_kernel[(programs,)](x, part, *dims, **meta, num_warps=NUM_WARPS)
-
-
-def finalize_stats(part, stats, running_mean, running_var, N, C, HW, momentum, eps, raw) -> None:
     update = running_mean is not None and not raw
     _cbn_stats_finalize_kernel[(triton.cdiv(C, FIN_BLOCK_C),)](
         part, stats, _opt(running_mean, stats), _opt(running_var, stats), N, C, HW, float(N * HW), float(momentum),
-        float(eps),
-        UPDATE=update, RAW=raw, BLOCK_N=FIN_BLOCK_N, BLOCK_C=FIN_BLOCK_C, num_warps=NUM_WARPS)
+        float(eps), UPDATE=update, RAW=raw, BLOCK_N=FIN_BLOCK_N, BLOCK_C=FIN_BLOCK_C, num_warps=NUM_WARPS)
 
 
 def apply(x, y, mean, stat, weight, bias, w_stride_n, channels_last, act, slope, eval_mode, eps) -> None:
+    """y <- act((x - mean) * stat * gamma + beta) (stat: invstd; in eval the running variance)."""
     dims, meta, programs = _stream_args(x, channels_last)
     _cbn_apply_kernel[(programs,)](x, y, mean, stat, _opt(weight, mean), _opt(bias, mean), *dims, w_stride_n,
                                    float(eps), float(slope), **meta, HAS_W=weight is not None,
                                    HAS_B=bias is not None, ACT=act, EVAL=eval_mode, num_warps=NUM_WARPS)
 
 
-def backward_reduce(dy, x, mean, stat, weight, bias, sums, w_stride_n, channels_last, act, slope, eval_mode,
-                    eps) -> None:
+def backward(dy, x, mean, stat, weight, bias, sums, k, dx, w_stride_n, channels_last, act, slope, eval_mode, eps,
+             inv_m, reduce_sums=None) -> None:
+    """dx, and in sums (N, C, 2) / k (4, C) the per-(n, c) and per-channel sums dweight and dbias are read from;
+    ``reduce_sums`` (synced statistics) all-reduces k[:2] between the finalize and dx."""
     dims, meta, programs = _stream_args(x, channels_last)
-    _cbn_backward_reduce_kernel[(programs,)](dy, x, mean, stat, _opt(weight, mean), _opt(bias, mean), sums, *dims,
-                                             w_stride_n, float(eps), float(slope), **meta,
-                                             HAS_W=weight is not None, HAS_B=bias is not None, ACT=act,
-                                             EVAL=eval_mode, num_warps=NUM_WARPS)
-
-
-def backward_finalize(sums, weight, k, N, C, w_stride_n) -> None:
+    N, C = dims[0], dims[1]
+    has = dict(HAS_W=weight is not None, HAS_B=bias is not None)
+    w, b = _opt(weight, mean), _opt(bias, mean)
+    _cbn_backward_reduce_kernel[(programs,)](dy, x, mean, stat, w, b, sums, *dims, w_stride_n, float(eps),
+                                             float(slope), **meta, **has, ACT=act, EVAL=eval_mode,
+                                             num_warps=NUM_WARPS)
     _cbn_backward_finalize_kernel[(triton.cdiv(C, FIN_BLOCK_C),)](
         sums, _opt(weight, sums), k, N, C, w_stride_n, HAS_W=weight is not None, BLOCK_N=FIN_BLOCK_N,
         BLOCK_C=FIN_BLOCK_C, num_warps=NUM_WARPS)
-
-
-def backward_dx(dy, x, mean, stat, weight, bias, k, dx, w_stride_n, channels_last, act, slope, eval_mode, eps,
-                inv_m) -> None:
-    dims, meta, programs = _stream_args(x, channels_last)
-    _cbn_backward_dx_kernel[(programs,)](dy, x, mean, stat, _opt(weight, mean), _opt(bias, mean), k, dx, *dims,
-                                         w_stride_n, float(eps), float(slope), float(inv_m), **meta,
-                                         HAS_W=weight is not None, HAS_B=bias is not None, ACT=act,
-                                         EVAL=eval_mode, num_warps=NUM_WARPS)
+    if reduce_sums is not None:
+        k[:2] = reduce_sums(k[:2])
+    _cbn_backward_dx_kernel[(programs,)](dy, x, mean, stat, w, b, k, dx, *dims, w_stride_n, float(eps), float(slope),
+                                         float(inv_m), **meta, **has, ACT=act, EVAL=eval_mode, num_warps=NUM_WARPS)
 
 
 def launch_configs():
@@ -375,5 +371,4 @@ def launch_configs():
     return [(k, sig, cx, NUM_WARPS) for k, sig, cx in configs]
 
 
-__all__ = ["partial_stats", "finalize_stats", "apply", "backward_reduce", "backward_finalize", "backward_dx",
-           "tiles", "launch_configs"]
+__all__ = ["moments", "apply", "backward", "tiles", "launch_configs"]

@@ -62,9 +62,10 @@ def _w_stride(weight, bias, C):
 
 
 def _mean_and_stat(batch_stats, running_stats):
-    """The kernels' (mean, stat, eval) arguments: stat is invstd in training, the running variance in eval."""
+    """The kernels' (mean, stat, eval) arguments: stat is invstd in training, the running variance in eval.
+    (batch_stats come from the kernels, or the synced merge: float32 already.)"""
     if batch_stats is not None:
-        return _f32(batch_stats[0]), _f32(batch_stats[1]), False
+        return batch_stats[0], batch_stats[1], False
     return _f32(running_stats[0]), _f32(running_stats[1]), True
 
 
@@ -73,9 +74,7 @@ def _kernel_moments(x, cl, backend, running_mean=None, running_var=None, momentu
     N, C, HW = dims(x)
     part = torch.empty((N, C, 2), dtype=torch.float32, device=x.device)
     stats = torch.empty((2, C), dtype=torch.float32, device=x.device)
-    k = _LAUNCH[backend]
-    k.partial_stats(x, part, cl)
-    k.finalize_stats(part, stats, running_mean, running_var, N, C, HW, momentum, eps, raw)
+    _LAUNCH[backend].moments(x, part, stats, running_mean, running_var, cl, momentum, eps, raw)
     return stats
 
 
@@ -87,13 +86,9 @@ def _kernel_backward(gy, x, cl, weight, bias, batch_stats, running_stats, cfg, i
     k = torch.empty((4, C), dtype=torch.float32, device=dev)
     dx = torch.empty_like(x)
     mean, stat, eval_mode = _mean_and_stat(batch_stats, running_stats)
-    launch = _LAUNCH[cfg.backend]
-    launch.backward_reduce(gy, x, mean, stat, weight, bias, sums, ws, cl, cfg.act, cfg.slope, eval_mode, cfg.eps)
-    launch.backward_finalize(sums, weight, k, N, C, ws)
-    if reduce_sums is not None and not eval_mode:
-        k[:2] = reduce_sums(k[:2])
-    launch.backward_dx(gy, x, mean, stat, weight, bias, k, dx, ws, cl, cfg.act, cfg.slope, eval_mode, cfg.eps,
-                       1.0 / (N * HW) if inv_m is None else inv_m)
+    _LAUNCH[cfg.backend].backward(gy, x, mean, stat, weight, bias, sums, k, dx, ws, cl, cfg.act, cfg.slope,
+                                  eval_mode, cfg.eps, 1.0 / (N * HW) if inv_m is None else inv_m,
+                                  None if eval_mode else reduce_sums)
     dw = db = None
     if weight is not None:
         dw = sums[:, :, 1] if per_sample[0] else k[2]
