@@ -9,10 +9,11 @@ import torch
 import torch.nn.functional as F
 
 import fastgan
-from cuda_emulation import emulate
 from fastgan import _backend
 from fastgan.bench.suites import host_overhead
 from fastgan.ops import _op
+
+from cuda_emulation import emulate
 
 KINDS = {"uintptr_t": int, "int64_t": int, "int": int, "bool": bool, "float": float, "double": float}
 
