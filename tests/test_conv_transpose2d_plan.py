@@ -114,3 +114,37 @@ def test_bad_arguments_are_refused_where_torch_refuses_them(args, error, match):
 def test_weight_of_another_layout_is_refused():
     with pytest.raises(ValueError, match=r"weight has 4 input channels \(dim 0\) but x has 3"):
         plan.geometry((1, 3, 4, 4), (4, 3, 3, 3))
+
+
+KERNEL_CASES = [  # (N, C_in, C_out, H, W, k, stride, padding, output_padding, dilation, groups)
+    (2, 8, 4, 4, 4, 4, 2, 1, 0, 1, 1),  # DCGAN's k4 s2 p1
+    (3, 5, 3, 1, 1, 4, 1, 0, 0, 1, 1),  # DCGAN's first layer, 1x1 -> 4x4
+    (1, 3, 70, 5, 3, 3, 2, 1, 1, 1, 1),  # C_out over two BLOCK_N tiles, odd sizes, output_padding
+    (2, 20, 6, 3, 3, 5, 3, 2, 2, 2, 2),  # groups, dilation, C_in over two BLOCK_K blocks
+    (1, 1, 1, 9, 9, 1, 3, 0, 0, 1, 1),  # a kernel smaller than the stride: phases with no taps (bias only)
+]
+
+
+@pytest.mark.kernels
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("case", KERNEL_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_triton_phase_kernel_against_float64(interpreter, case, dtype):
+    from fastgan.kernels import conv_transpose2d as kernels
+
+    N, c_in, c_out, H, W, k, stride, padding, output_padding, dilation, groups = case
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(N, c_in, H, W, generator=gen).to(dtype)
+    weight = torch.randn(c_in, c_out // groups, k, k, generator=gen).to(dtype)
+    bias = torch.randn(c_out, generator=gen).to(dtype)
+    for b in (bias, None):
+        ref = F.conv_transpose2d(x.double(), weight.double(), None if b is None else b.double(), stride, padding,
+                                 output_padding, groups, dilation)
+        geom = plan.geometry(x.shape, weight.shape, stride, padding, output_padding, groups, dilation)
+        out = torch.full(ref.shape, float("nan"), dtype=dtype)
+        kernels.conv_transpose2d(x, weight, b, geom, out, "ieee")  # exact float32 products: the float64 bound
+        # float32 accumulation of products of dtype values: the output's rounding, plus float32 sums
+        tol = 1e-5 if dtype == torch.float32 else 1e-2
+        scale = F.conv_transpose2d(x.double().abs(), weight.double().abs(), None, stride, padding, output_padding,
+                                   groups, dilation) + (0 if b is None else b.double().abs()[None, :, None, None])
+        assert not out.isnan().any()
+        assert ((out.double() - ref).abs() <= tol * scale + 1e-30).all()

@@ -1,23 +1,23 @@
-"""Compatibility of Triton's interpreter (TRITON_INTERPRET=1) with NumPy >= 2.4.
+"""Fixes to Triton's interpreter (TRITON_INTERPRET=1), which the CPU tests run the kernels under.
 
-The interpreter turns a scalar loaded from memory (a one-element array) into a Python int with ``int(array)``,
-which NumPy 2.4 refuses for arrays that are not 0-dimensional; loop bounds read from a table then fail. This
-installs an equivalent conversion that NumPy accepts. It changes nothing when the interpreter is not used or
-when NumPy still accepts the old conversion.
+* NumPy >= 2.4: the interpreter turns a scalar loaded from memory (a one-element array) into a Python int with
+  ``int(array)``, which NumPy 2.4 refuses for arrays that are not 0-dimensional; loop bounds read from a table then
+  fail. This installs an equivalent conversion that NumPy accepts.
+* bfloat16 ``tl.dot``: the interpreter stores bfloat16 as uint16 (NumPy has no bfloat16) and multiplies those
+  integers; this converts bfloat16 operands to float32 first, which is what the GPU's bfloat16 dot computes (exact
+  products, float32 accumulation).
+
+Nothing changes when the interpreter is not used or does not have the bug.
 """
 import numpy as np
 
 
-def install() -> None:
+def _install_index(interpreter) -> None:
     try:
         int(np.array([1]))
         return
     except TypeError:
         pass
-    try:
-        from triton.runtime import interpreter
-    except ImportError:
-        return
     original = getattr(interpreter, "_patch_lang_tensor", None)
     if original is None or getattr(original, "_fastgan_compat", False):
         return
@@ -28,3 +28,31 @@ def install() -> None:
 
     patch_lang_tensor._fastgan_compat = True
     interpreter._patch_lang_tensor = patch_lang_tensor
+
+
+def _install_bf16_dot(interpreter) -> None:
+    import triton.language as tl
+
+    builder = getattr(interpreter, "InterpreterBuilder", None)
+    original = getattr(builder, "create_dot", None)
+    if original is None or getattr(original, "_fastgan_compat", False) or not hasattr(builder, "cast_impl"):
+        return
+
+    def create_dot(self, a, b, d, *args, **kwargs):
+        if a.dtype.scalar == tl.bfloat16:
+            a = self.cast_impl(a, tl.float32)
+        if b.dtype.scalar == tl.bfloat16:
+            b = self.cast_impl(b, tl.float32)
+        return original(self, a, b, d, *args, **kwargs)
+
+    create_dot._fastgan_compat = True
+    builder.create_dot = create_dot
+
+
+def install() -> None:
+    try:
+        from triton.runtime import interpreter
+    except ImportError:
+        return
+    _install_index(interpreter)
+    _install_bf16_dot(interpreter)
