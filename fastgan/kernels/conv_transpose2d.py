@@ -87,8 +87,8 @@ def precision(dtype: torch.dtype) -> str:
 def conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geom: plan.Geometry,
                      out: torch.Tensor, input_precision: str | None = None) -> None:
     """out (N, C_out, H_out, W_out), contiguous, <- F.conv_transpose2d(x, weight, bias, ...) for ``geom``; x and
-    weight contiguous NCHW. Output elements of no phase (none: every element is in one) are not written; phases
-    without taps get the bias."""
+    weight contiguous NCHW. Phases without taps get the bias alone. (The taps go to the device per phase and call:
+    to be cached once an op launches this.)"""
     N, c_in = x.shape[0], x.shape[1]
     g = geom.groups
     c_in_g, c_out_g = c_in // g, weight.shape[1]

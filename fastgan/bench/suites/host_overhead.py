@@ -39,10 +39,6 @@ class _StubExtension:
         return lambda *args: None
 
 
-class _DummyStream:
-    cuda_stream = 0
-
-
 class _Patcher:
     """setattr that is undone on exit (monkeypatching without pytest)."""
 
@@ -81,7 +77,6 @@ def kernels_as_no_ops():
             patch(cls, "run", lambda self, *args, **kwargs: None)  # (the second under TRITON_INTERPRET=1)
         patch(_backend, "unavailable_reason", available)
         patch(_backend, "extension", lambda: _StubExtension())
-        patch(torch.cuda, "current_stream", lambda device=None: _DummyStream())
         patch(_op, "_raw_stream", lambda device_index: 0)  # the ops' stream lookup (a C call on a GPU build)
         yield
 
