@@ -10,11 +10,17 @@ from .checkpoints import (
                           to_studiogan_cbn,
 )
 from .convert import convert
-from .ops import conditional_batch_norm, spectral_norm_power_iteration_, spectral_normalize
+from .ops import (
+    conditional_batch_norm,
+    conv_transpose2d,
+    spectral_norm_power_iteration_,
+    spectral_normalize,
+    upsample_conv2d,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["BackendUnavailable", "conditional_batch_norm", "convert", "current_backend", "from_biggan_ccbn",
-           "from_biggan_spectral_norm", "from_legacy_spectral_norm", "from_studiogan_cbn", "metrics", "nn",
-           "spectral_norm_power_iteration_", "spectral_normalize", "to_biggan_ccbn", "to_studiogan_cbn",
-           "use_backend", "__version__"]
+__all__ = ["BackendUnavailable", "conditional_batch_norm", "conv_transpose2d", "convert", "current_backend",
+           "from_biggan_ccbn", "from_biggan_spectral_norm", "from_legacy_spectral_norm", "from_studiogan_cbn",
+           "metrics", "nn", "spectral_norm_power_iteration_", "spectral_normalize", "to_biggan_ccbn",
+           "to_studiogan_cbn", "upsample_conv2d", "use_backend", "__version__"]

@@ -29,7 +29,9 @@ def _batch_norm_swaps(model: nn.Module, fuse_activation: bool) -> list:
             if type(child) not in (nn.BatchNorm2d, nn.SyncBatchNorm):
                 continue
             nxt = parent._modules[names[i + 1]] if i + 1 < len(names) else None
-            fusable = activations.of_module(nxt) if fuse_activation and isinstance(parent, nn.Sequential) else None
+            fusable = None
+            if fuse_activation and isinstance(parent, nn.Sequential):
+                fusable = activations.of_module(nxt, activations.BATCH_NORM)
             fuse = fusable is not None
             act, slope = fusable if fuse else (None, 0.01)
             sync = type(child) is nn.SyncBatchNorm

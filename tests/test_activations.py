@@ -36,10 +36,12 @@ def cuda_enum(name: str) -> dict[str, int]:
 
 
 def test_cuda_activation_codes_are_the_table():
+    # the CUDA kernels are batch norm's: they compute the activations batch norm fuses, with the table's codes
     names = {"ACT_NONE": None, "ACT_RELU": "relu", "ACT_LEAKY_RELU": "leaky_relu"}
     enum = cuda_enum("Activation")
     assert set(enum) == set(names)
-    assert {names[k]: v for k, v in enum.items()} == {n: a.code for n, a in activations.ACTIVATIONS.items()}
+    assert set(names.values()) == set(activations.BATCH_NORM)
+    assert {names[k]: v for k, v in enum.items()} == {n: activations.ACTIVATIONS[n].code for n in names.values()}
 
 
 def test_cuda_dtype_codes_are_the_python_ones():
@@ -67,8 +69,9 @@ def test_reference_forward_and_derivative_are_torch(name):
     y = module(z)
     (g,) = torch.autograd.grad(y, z, torch.arange(1.0, 8.0, dtype=torch.float64))
     torch.testing.assert_close(act.forward(z.detach(), slope), y.detach(), equal_nan=True)
-    torch.testing.assert_close(act.backward(torch.arange(1.0, 8.0, dtype=torch.float64), z.detach(), slope), g,
-                               equal_nan=True)
+    gy = torch.arange(1.0, 8.0, dtype=torch.float64)
+    torch.testing.assert_close(act.backward(gy, z.detach(), slope), g, equal_nan=True)
+    torch.testing.assert_close(act.backward_from_output(gy, y.detach(), slope), g, equal_nan=True)
     assert activations.BY_CODE[act.code] is act
 
 
@@ -79,6 +82,9 @@ def test_lookup_accepts_the_documented_forms_and_refuses_the_rest():
                               ("leaky_relu", 0.0, "negative_slope > 0"), ("relu", float("nan"), "finite")):
         with pytest.raises(ValueError, match=match):
             activations.lookup(bad, slope, "f")
+    assert activations.lookup("tanh", 0.01, "f")[0].name == "tanh"
+    with pytest.raises(ValueError, match="activation must be one of None, 'relu', 'leaky_relu'"):
+        activations.lookup("tanh", 0.01, "f", activations.BATCH_NORM)
 
 
 def test_of_module_names_what_the_kernels_compute():
@@ -87,6 +93,8 @@ def test_of_module_names_what_the_kernels_compute():
     assert activations.of_module(nn.LeakyReLU(0.2)) == ("leaky_relu", 0.2)
     assert activations.of_module(nn.LeakyReLU(0.0)) is None  # not what leaky_relu computes (slope > 0)
     assert activations.of_module(nn.GELU()) is None
+    assert activations.of_module(nn.Tanh()) == ("tanh", 0.01)
+    assert activations.of_module(nn.Tanh(), activations.BATCH_NORM) is None  # batch norm does not fuse it
     assert activations.of_module(None) is None
 
     class MyReLU(nn.ReLU):  # a subclass may do more than its base: not fused

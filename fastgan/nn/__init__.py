@@ -6,6 +6,7 @@ from .cond_batch_norm import (
                               convert_sync_batchnorm,
                               from_torch_batchnorm,
 )
+from .conv_transpose2d import ConvTranspose2d, ConvTransposeBNAct, UpsampleConv2d
 from .spectral_norm import (
                               SNConv2d,
                               SNConvTranspose2d,
@@ -17,6 +18,7 @@ from .spectral_norm import (
                               spectral_norm_layers,
 )
 
-__all__ = ["BatchNorm2d", "ConditionalBatchNorm2d", "LinearConditionalBatchNorm2d", "SNConv2d", "SNConvTranspose2d",
-           "SNEmbedding", "SNLinear", "SpectralNorm", "SpectralNormGroup", "convert_sync_batchnorm",
-           "from_torch_batchnorm", "spectral_norm", "spectral_norm_layers"]
+__all__ = ["BatchNorm2d", "ConditionalBatchNorm2d", "ConvTranspose2d", "ConvTransposeBNAct",
+           "LinearConditionalBatchNorm2d", "SNConv2d", "SNConvTranspose2d", "SNEmbedding", "SNLinear",
+           "SpectralNorm", "SpectralNormGroup", "convert_sync_batchnorm", "UpsampleConv2d", "from_torch_batchnorm",
+           "spectral_norm", "spectral_norm_layers"]

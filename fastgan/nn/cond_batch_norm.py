@@ -18,9 +18,10 @@ from ..ops.cond_batch_norm import conditional_batch_norm
 from .spectral_norm import SNLinear
 
 
-def _bn_forward(m, x: torch.Tensor, weight, bias) -> torch.Tensor:
+def _bn_forward(m, x: torch.Tensor, weight, bias, stats=None) -> torch.Tensor:
     """The call of ``torch.nn.BatchNorm2d.forward`` (momentum, num_batches_tracked, eval without running stats)
-    made through the fused op; ``m`` holds the usual attributes and buffers."""
+    made through the fused op; ``m`` holds the usual attributes and buffers. ``stats``: x's (count, mean, M2), used
+    when the call normalises with batch statistics (see ``conditional_batch_norm``)."""
     if x.dim() != 4:
         raise ValueError(f"{type(m).__name__}: expected 4D input (got {x.dim()}D input)")
     factor = 0.0 if m.momentum is None else m.momentum
@@ -32,14 +33,14 @@ def _bn_forward(m, x: torch.Tensor, weight, bias) -> torch.Tensor:
     return conditional_batch_norm(x, weight, bias, m.running_mean if use_running else None,
                                   m.running_var if use_running else None, batch_stats, factor, m.eps,
                                   m.activation, m.negative_slope, sync=m.sync and batch_stats,
-                                  process_group=m.process_group)
+                                  process_group=m.process_group, stats=stats if batch_stats else None)
 
 
 class _SyncOptions:
     """activation, negative_slope, sync, process_group attributes and their repr."""
 
     def _set_options(self, activation, negative_slope, sync, process_group):
-        activations.lookup(activation, negative_slope, type(self).__name__)  # validates
+        activations.lookup(activation, negative_slope, type(self).__name__, activations.BATCH_NORM)  # validates
         self.activation = activation
         self.negative_slope = float(negative_slope)
         self.sync = bool(sync)
@@ -70,8 +71,10 @@ class BatchNorm2d(nn.BatchNorm2d, _SyncOptions):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, **kwargs)
         self._set_options(activation, negative_slope, sync, process_group)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _bn_forward(self, x, self.weight, self.bias)
+    def forward(self, x: torch.Tensor, stats: torch.Tensor | None = None) -> torch.Tensor:
+        """``stats``: x's per-channel (count, mean, M2) where the op that made x computed them
+        (``fastgan.conv_transpose2d(..., bn_stats=True)``): the statistics pass is skipped."""
+        return _bn_forward(self, x, self.weight, self.bias, stats)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + self._options_repr()

@@ -133,15 +133,18 @@ def _update_running(running_mean, running_var, mean, m2, count, momentum):
 # ---------------------------------------------------------------- forward / backward implementations
 
 
-def _stats_impl(x, running_mean, running_var, cfg):
+def _stats_impl(x, running_mean, running_var, cfg, moments=None):
     """(batch_stats, inv_m) of a training call: (mean, invstd) of the batch (over every process when synced), the
-    running statistics updated; inv_m = 1 / the number of values per channel."""
+    running statistics updated; inv_m = 1 / the number of values per channel. ``moments``: (count, mean, M2) of x
+    computed by the op that wrote x (``conv_transpose2d(bn_stats=True)``), used instead of a pass over x."""
     x, cl = kernel_layout(x)
     N, C, HW = dims(x)
     running = running_mean is not None
     count = N * HW
-    if cfg.backend == "torch" or cfg.sync:
-        if cfg.backend == "torch":
+    if cfg.backend == "torch" or cfg.sync or moments is not None:
+        if moments is not None:
+            mean, m2 = (moments[i].to(_op.acc_dtype(x.dtype)) for i in (1, 2))
+        elif cfg.backend == "torch":
             mean, m2 = ref.batch_moments(x.reshape(N, C, HW).to(_op.acc_dtype(x.dtype)))
         else:
             mean, m2 = _kernel_moments(x, cl, cfg.backend, raw=True)
@@ -221,12 +224,13 @@ def _double_backward_grads(gy, x, weight, bias, running_stats, cfg):
 
 @torch.library.custom_op("fastgan::cond_batch_norm_stats", mutates_args=("running_mean", "running_var"))
 def _stats_op(x: torch.Tensor, running_mean: torch.Tensor | None, running_var: torch.Tensor | None, momentum: float,
-              eps: float, backend: str) -> torch.Tensor:
-    return _stats_impl(x, running_mean, running_var, Config(True, momentum, eps, activations.NONE, 0.0, backend))[0]
+              eps: float, backend: str, moments: torch.Tensor | None = None) -> torch.Tensor:
+    return _stats_impl(x, running_mean, running_var, Config(True, momentum, eps, activations.NONE, 0.0, backend),
+                       moments)[0]
 
 
 @_stats_op.register_fake
-def _(x, running_mean, running_var, momentum, eps, backend):
+def _(x, running_mean, running_var, momentum, eps, backend, moments=None):
     return x.new_empty((2, x.shape[1]), dtype=_op.acc_dtype(x.dtype))
 
 
@@ -275,12 +279,12 @@ def _setup_context(ctx, inputs, output):
     ctx.cfg, ctx.inv_m = Config(batch_stats is not None, 0.0, eps, act, slope, backend), None
 
 
-def _eager_forward(ctx, x, weight, bias, running_mean, running_var, cfg):
+def _eager_forward(ctx, x, weight, bias, running_mean, running_var, cfg, moments=None):
     """The eager twin's forward: statistics and y in one call (the synced path's collectives are not traced);
     in eval a copy of the running statistics is saved (the backward must not see them change)."""
     batch_stats = running_stats = None
     if cfg.training:
-        batch_stats, ctx.inv_m = _stats_impl(x, running_mean, running_var, cfg)
+        batch_stats, ctx.inv_m = _stats_impl(x, running_mean, running_var, cfg, moments)
         y = _apply_impl(x, weight, bias, batch_stats, None, cfg)
     else:
         acc = _op.acc_dtype(x.dtype)
@@ -359,6 +363,19 @@ def _check(x, weight, bias, running_mean, running_var, training, momentum, eps):
                          "modules turn momentum=None into the cumulative average)")
 
 
+def _check_stats(x, stats, training):
+    C = x.shape[1]
+    if not training:
+        raise ValueError("conditional_batch_norm: stats= replaces the batch statistics of a training call; in eval "
+                         "(training=False) the running statistics normalise: leave stats out")
+    if not isinstance(stats, torch.Tensor) or tuple(stats.shape) != (3, C) or not stats.is_floating_point():
+        raise ValueError(f"conditional_batch_norm: stats must be a (3, {C}) floating-point tensor (count, mean, M2 "
+                         "per channel, from conv_transpose2d(..., bn_stats=True)), got "
+                         f"{tuple(stats.shape) if isinstance(stats, torch.Tensor) else type(stats).__name__}")
+    if stats.device != x.device:
+        raise ValueError(f"conditional_batch_norm: stats is on {stats.device} but x is on {x.device}")
+
+
 def _resolve(x, backend):
     if x.numel() == 0:  # nothing to launch: the reference returns the empty result
         _backend.resolve(OP, x.device, x.dtype, backend)  # (still refuses an unavailable backend)
@@ -374,9 +391,9 @@ def _too_large_for_kernels(x):
     return None
 
 
-def _forward_no_grad(x, weight, bias, running_mean, running_var, cfg):
+def _forward_no_grad(x, weight, bias, running_mean, running_var, cfg, moments):
     if cfg.training:
-        return _apply_impl(x, weight, bias, _stats_impl(x, running_mean, running_var, cfg)[0], None, cfg)
+        return _apply_impl(x, weight, bias, _stats_impl(x, running_mean, running_var, cfg, moments)[0], None, cfg)
     return _apply_impl(x, weight, bias, None, (running_mean, running_var), cfg)
 
 
@@ -388,7 +405,7 @@ def conditional_batch_norm(x: torch.Tensor, weight: torch.Tensor | None = None, 
                            training: bool = True, momentum: float = 0.1, eps: float = 1e-5,
                            activation: str | tuple | None = None, negative_slope: float = 0.01, *,
                            sync: bool = False, process_group=None, backend: str | None = None,
-                           check_finite: bool = False) -> torch.Tensor:
+                           check_finite: bool = False, stats: torch.Tensor | None = None) -> torch.Tensor:
     """Batch norm with a per-sample or per-channel affine and a fused activation.
 
     Args:
@@ -407,12 +424,16 @@ def conditional_batch_norm(x: torch.Tensor, weight: torch.Tensor | None = None, 
             like ``nn.SyncBatchNorm``; the backward reduces its sums across them too. Eager only.
         backend: 'torch', 'triton', 'cuda' or 'auto' (default: see ``fastgan.use_backend``).
         check_finite: raise if x, weight or bias holds NaN or Inf (a pass and a host sync).
+        stats: (3, C) (count, mean, M2) of x per channel, as ``fastgan.conv_transpose2d(..., bn_stats=True)``
+            returns them with x: the statistics pass over x is skipped (training only). They must be x's own.
 
     Returns:
         y shaped, typed and laid out like x. Double backward is supported (except with ``sync``).
     """
     _check(x, weight, bias, running_mean, running_var, training, momentum, eps)
-    act, slope = activations.lookup(activation, negative_slope, "conditional_batch_norm")
+    if stats is not None:
+        _check_stats(x, stats, training)
+    act, slope = activations.lookup(activation, negative_slope, "conditional_batch_norm", activations.BATCH_NORM)
     if check_finite:
         _op.check_finite("conditional_batch_norm", (("x", x), ("weight", weight), ("bias", bias)))
     name = _resolve(x, backend)
@@ -432,12 +453,12 @@ def conditional_batch_norm(x: torch.Tensor, weight: torch.Tensor | None = None, 
         batch_stats = running_stats = None
         if cfg.training:
             batch_stats = torch.ops.fastgan.cond_batch_norm_stats(x.detach(), running_mean, running_var,
-                                                                  cfg.momentum, cfg.eps, name)
+                                                                  cfg.momentum, cfg.eps, name, stats)
         else:
             acc = _op.acc_dtype(x.dtype)
             running_stats = torch.stack([running_mean.to(acc), running_var.to(acc)])
         return torch.ops.fastgan.cond_batch_norm(x, weight, bias, batch_stats, running_stats, cfg.eps, cfg.act,
                                                  slope, name)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
-        return _COND_BATCH_NORM.Function.apply(x, weight, bias, running_mean, running_var, cfg)
-    return _forward_no_grad(x, weight, bias, running_mean, running_var, cfg)
+        return _COND_BATCH_NORM.Function.apply(x, weight, bias, running_mean, running_var, cfg, stats)
+    return _forward_no_grad(x, weight, bias, running_mean, running_var, cfg, stats)

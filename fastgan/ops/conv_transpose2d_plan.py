@@ -1,5 +1,5 @@
 """The sub-pixel (phase) decomposition of a transposed convolution: the plan the transposed-convolution kernels
-will compute, backend-neutral (groundwork of the conv_transpose2d op; nothing launches it yet).
+compute, backend-neutral.
 
 ``F.conv_transpose2d`` writes y[oh, ow] += x[ih, iw] W[kh, kw] wherever oh = ih s - p + kh d (rows; columns alike,
 stride s, padding p, dilation d). Split the output rows by phase r = (oh + p) mod s: a row of phase r only receives
@@ -8,10 +8,17 @@ t = (kh d - r) / s is the tap's offset. So each of the s_h s_w phases is a dense
 own taps, over the phase's own output grid, with no zero insertion and no col2im buffer; as an implicit GEMM,
 M = N x rows x cols of the phase, N = C_out / groups, K = C_in / groups x its taps (k4 s2 p1, the DCGAN layer: four
 phases of 2x2 taps). A phase without taps (kernel smaller than the stride) only receives the bias.
+
+The kernels run every phase in one launch from a table (:func:`launch_table`): per phase a row of ``T_FIELDS``
+ints (fields ``T_*``), then every phase's taps as (kernel index, offset) pairs.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# the fields of a phase's row in the launch table (the Triton kernel reads them by these names)
+T_ROWS, T_COLS, T_Q0_R, T_Q0_C, T_FIRST_R, T_FIRST_C, T_TAPS_H, T_TAPS_W, T_TAPS_AT, T_TILE0 = range(10)
+T_FIELDS = 10
 
 
 def _pair(value, name: str) -> tuple[int, int]:
@@ -125,3 +132,51 @@ def macs(geom: Geometry, n: int, c_in: int, c_out: int) -> int:
     per_group = (c_in // geom.groups) * (c_out // geom.groups) * geom.groups
     return n * per_group * sum(p.rows.count * p.cols.count * len(p.rows.taps) * len(p.cols.taps)
                                for p in phases(geom))
+
+
+@dataclass(frozen=True)
+class LaunchTable:
+    """The phases of a call as the kernels read them: ``values`` (one row of T_FIELDS ints per phase, then the
+    taps), the number of phases, the most BLOCK_M tiles of output pixels a phase has, and the number of pixels in
+    each tile of every phase in turn (tile T_TILE0 + t of a phase is its t-th; the counts the statistics merge)."""
+
+    values: tuple[int, ...]
+    n_phases: int
+    max_tiles: int
+    tile_counts: tuple[int, ...]
+
+
+def launch_table(geom: Geometry, n: int, block_m: int) -> LaunchTable:
+    """The launch table of ``geom`` for a batch of ``n``, with tiles of ``block_m`` output pixels (n, i, j) of a
+    phase."""
+    phs = phases(geom)
+    rows, taps, counts = [], [], []
+    taps_at = len(phs) * T_FIELDS
+    for ph in phs:
+        m = n * ph.rows.count * ph.cols.count
+        tiles = -(-m // block_m)
+        rows.append((ph.rows.count, ph.cols.count, ph.rows.q0, ph.cols.q0, ph.rows.first, ph.cols.first,
+                     len(ph.rows.taps), len(ph.cols.taps), taps_at + len(taps), len(counts)))
+        taps += [v for pair in ph.rows.taps + ph.cols.taps for v in pair]
+        counts += [block_m] * (tiles - 1) + [m - block_m * (tiles - 1)]
+    values = tuple(v for row in rows for v in row) + tuple(taps)
+    return LaunchTable(values, len(phs), max((r[T_ROWS] * r[T_COLS] * n + block_m - 1) // block_m for r in rows),
+                       tuple(counts))
+
+
+def upsample_conv(k: int) -> tuple[list[list[int]], int]:
+    """Nearest x2 upsampling then a k x k correlation with padding k // 2 (odd k) as one transposed convolution:
+    (A, P) such that it equals conv_transpose2d with stride 2, padding P and the kernel A w A^T per channel pair (w
+    the conv2d kernel; A a (K, k) 0/1 matrix). Output row 2m + a reads upsampled rows 2m + a + t - k // 2, which
+    are input rows m + d, d = floor((a + t - k // 2) / 2); a stride-2 transposed convolution with padding P reads
+    input row m + d at kernel index a + P - 2 d. (k = 3: K = 4, P = 1, i.e. four 2x2 phase convolutions.)"""
+    p = k // 2
+    d_lo = [(a - p) // 2 for a in range(2)]
+    d_hi = [(a + k - 1 - p) // 2 for a in range(2)]
+    big_p = max(2 * d_hi[a] - a for a in range(2))
+    size = max(a + big_p - 2 * d_lo[a] for a in range(2)) + 1
+    a_mat = [[0] * k for _ in range(size)]
+    for a in range(2):
+        for t in range(k):
+            a_mat[a + big_p - 2 * ((a + t - p) // 2)][t] += 1
+    return a_mat, big_p
