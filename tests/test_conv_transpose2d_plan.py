@@ -1,6 +1,6 @@
 """The phase decomposition of a transposed convolution (fastgan/ops/conv_transpose2d_plan.py), evaluated phase by
-phase with torch ops as the kernels will compute it, against F.conv_transpose2d in float64; and its argument
-checks against the ones F.conv_transpose2d makes."""
+phase with torch ops as the kernels compute it, against F.conv_transpose2d in float64; its argument checks against
+the ones F.conv_transpose2d makes; the launch table; the upsample + conv merge."""
 import itertools
 
 import pytest
@@ -116,35 +116,32 @@ def test_weight_of_another_layout_is_refused():
         plan.geometry((1, 3, 4, 4), (4, 3, 3, 3))
 
 
-KERNEL_CASES = [  # (N, C_in, C_out, H, W, k, stride, padding, output_padding, dilation, groups)
-    (2, 8, 4, 4, 4, 4, 2, 1, 0, 1, 1),  # DCGAN's k4 s2 p1
-    (3, 5, 3, 1, 1, 4, 1, 0, 0, 1, 1),  # DCGAN's first layer, 1x1 -> 4x4
-    (1, 3, 70, 5, 3, 3, 2, 1, 1, 1, 1),  # C_out over two BLOCK_N tiles, odd sizes, output_padding
-    (2, 20, 6, 3, 3, 5, 3, 2, 2, 2, 2),  # groups, dilation, C_in over two BLOCK_K blocks
-    (1, 1, 1, 9, 9, 1, 3, 0, 0, 1, 1),  # a kernel smaller than the stride: phases with no taps (bias only)
-]
+def test_launch_table_lists_every_phase_and_tile():
+    geom = plan.geometry((3, 2, 5, 4), (2, 2, 3, 3), 2, 1, 1, 1, 1)
+    t = plan.launch_table(geom, 3, 8)
+    phs = plan.phases(geom)
+    assert t.n_phases == len(phs) == 4
+    for p, ph in enumerate(phs):
+        row = t.values[p * plan.T_FIELDS:(p + 1) * plan.T_FIELDS]
+        assert (row[plan.T_ROWS], row[plan.T_COLS]) == (ph.rows.count, ph.cols.count)
+        at = row[plan.T_TAPS_AT]
+        taps = t.values[at:at + 2 * (row[plan.T_TAPS_H] + row[plan.T_TAPS_W])]
+        assert list(taps) == [v for pair in ph.rows.taps + ph.cols.taps for v in pair]
+    # the tiles' pixel counts add up to every output pixel, each phase's tiles from its T_TILE0 on
+    assert sum(t.tile_counts) == 3 * geom.out_size[0] * geom.out_size[1]
+    assert all(0 < c <= 8 for c in t.tile_counts)
 
 
-@pytest.mark.kernels
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("case", KERNEL_CASES, ids=lambda c: "x".join(map(str, c)))
-def test_triton_phase_kernel_against_float64(interpreter, case, dtype):
-    from fastgan.kernels import conv_transpose2d as kernels
-
-    N, c_in, c_out, H, W, k, stride, padding, output_padding, dilation, groups = case
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(N, c_in, H, W, generator=gen).to(dtype)
-    weight = torch.randn(c_in, c_out // groups, k, k, generator=gen).to(dtype)
-    bias = torch.randn(c_out, generator=gen).to(dtype)
-    for b in (bias, None):
-        ref = F.conv_transpose2d(x.double(), weight.double(), None if b is None else b.double(), stride, padding,
-                                 output_padding, groups, dilation)
-        geom = plan.geometry(x.shape, weight.shape, stride, padding, output_padding, groups, dilation)
-        out = torch.full(ref.shape, float("nan"), dtype=dtype)
-        kernels.conv_transpose2d(x, weight, b, geom, out, "ieee")  # exact float32 products: the float64 bound
-        # float32 accumulation of products of dtype values: the output's rounding, plus float32 sums
-        tol = 1e-5 if dtype == torch.float32 else 1e-2
-        scale = F.conv_transpose2d(x.double().abs(), weight.double().abs(), None, stride, padding, output_padding,
-                                   groups, dilation) + (0 if b is None else b.double().abs()[None, :, None, None])
-        assert not out.isnan().any()
-        assert ((out.double() - ref).abs() <= tol * scale + 1e-30).all()
+@pytest.mark.parametrize("k", [1, 3, 5, 7])
+def test_upsample_then_conv_is_one_transposed_convolution(k):
+    gen = torch.Generator().manual_seed(k)
+    x = torch.randn(2, 3, 5, 4, dtype=torch.float64, generator=gen)
+    w = torch.randn(4, 3, k, k, dtype=torch.float64, generator=gen)
+    ref = F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), w, padding=k // 2)
+    a_rows, padding = plan.upsample_conv(k)
+    a = torch.tensor(a_rows, dtype=torch.float64)
+    merged = torch.einsum("ai,bj,ocij->coab", a, a, w)
+    torch.testing.assert_close(F.conv_transpose2d(x, merged, None, 2, padding), ref, rtol=1e-12, atol=1e-12)
+    if k == 3:  # four 2x2 phase convolutions: 16 taps per 2x2 output block instead of 36
+        geom = plan.geometry(x.shape, merged.shape, 2, padding)
+        assert all(len(p.rows.taps) == len(p.cols.taps) == 2 for p in plan.phases(geom))

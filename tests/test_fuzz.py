@@ -240,6 +240,76 @@ def test_batch_norm_backends_agree(case, grad_seed):
         _same(_outcome(lambda: _bn_call(backend, x, w, b, rm, rv, options, grad_seed)), reference, compare)
 
 
+# ---------------------------------------------------------------- transposed convolution
+
+
+@st.composite
+def conv_transpose_cases(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    N = draw(st.sampled_from([0, 1, 2, 3]))
+    c_in, c_out = groups * draw(st.sampled_from([1, 2, 3, 17])), groups * draw(st.sampled_from([1, 3, 5, 40]))
+    H, W = draw(st.sampled_from([1, 2, 3, 5])), draw(st.sampled_from([1, 2, 4]))
+    k, stride, dilation = draw(st.integers(1, 5)), draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    # now and then a padding that empties the output, or an output_padding torch refuses
+    odd = draw(st.integers(0, 9)) == 0
+    padding = draw(st.integers(0, dilation * (k - 1) + 1 if odd else dilation * (k - 1) // 2))
+    output_padding = draw(st.integers(0, max(stride, dilation) if odd else max(stride, dilation) - 1))
+    regime = draw(st.sampled_from(REGIMES))
+    x = _values(draw, (N, c_in, H, W), dtype, regime, seed=draw(st.integers(0, 2**16)))
+    layout = draw(st.sampled_from(["nchw", "channels_last", "strided"]))
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout == "strided":
+        x = _laid_out(draw, x)
+    g = torch.Generator().manual_seed(draw(st.integers(0, 2**16)))
+    w = (torch.randn(c_in, c_out // groups, k, k, generator=g) / (c_in * k) ** 0.5).to(dtype)
+    b = torch.randn(c_out, generator=g).to(dtype) if draw(st.booleans()) else None
+    options = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation,
+                   activation=draw(st.sampled_from([None, "relu", "leaky_relu", "tanh", "sigmoid"])),
+                   negative_slope=0.2, bn_stats=draw(st.booleans()), check_finite=draw(st.booleans()))
+    return x, w, b, options
+
+
+def _ct_call(backend, x, w, b, options):
+    dev = (lambda t: t.to(DEVICE)) if backend != "torch" else (lambda t: t.double())  # the reference in float64
+    with torch.backends.cudnn.flags(allow_tf32=False):
+        out = fastgan.conv_transpose2d(dev(x), dev(w), None if b is None else dev(b), backend=backend, **options)
+    return out if options["bn_stats"] else (out, None)
+
+
+@given(conv_transpose_cases())
+def test_conv_transpose2d_backends_agree(case):
+    x, w, b, options = case
+    note(f"x {tuple(x.shape)} {x.dtype} strides {x.stride()}, weight {tuple(w.shape)}, bias {b is not None}, "
+         f"{options}")
+    reference = _outcome(lambda: _ct_call("torch", x, w, b, options))
+    u = ROUNDING[x.dtype]
+
+    def compare(got, ref):
+        y, stats = got
+        r_y, _ = ref
+        assert y.dtype == x.dtype and y.shape == r_y.shape
+        if y.numel() == 0:
+            return
+        # each output is a sum of up to K = C_in/groups x taps products, rounded once to the dtype at the end
+        _close("y", y, r_y.to(x.dtype), 8 * u + 1e-5, 1e-30)
+        if stats is not None:  # the statistics are those of y as stored, in float32
+            v = y.double().cpu()
+            mean = v.mean(dim=(0, 2, 3))
+            r_stats = torch.stack([torch.full_like(mean, v.numel() / v.shape[1]), mean,
+                                   (v - mean[None, :, None, None]).square().sum(dim=(0, 2, 3))]).float()
+            fin = torch.isfinite(r_stats)
+            assert torch.equal(torch.isfinite(stats.cpu()), fin), "stats: finite in one, not in the other"
+            scale = v[torch.isfinite(v)].abs().max() if torch.isfinite(v).any() else 1.0
+            for row, tol in ((0, 0.0), (1, 1e-5 * scale), (2, 1e-5 * scale ** 2 * v[0].numel() * v.shape[0])):
+                got_row, ref_row = stats[row].double().cpu(), r_stats[row].double()
+                assert ((got_row - ref_row).abs()[fin[row]] <= tol + 1e-5 * ref_row.abs()[fin[row]]).all(), row
+
+    for backend in KERNEL_BACKENDS:
+        _same(_outcome(lambda: _ct_call(backend, x, w, b, options)), reference, compare)
+
+
 def test_profiles_are_registered():
     profile = hypothesis.settings()
     assert profile.deadline is None and profile.max_examples >= 20

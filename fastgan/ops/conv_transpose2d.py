@@ -69,7 +69,7 @@ def _no_stats(x):
 def _fake(x, weight, bias, stride, padding, output_padding, groups, dilation, act, slope, bn_stats, backend):
     geom = _geometry(x.shape, weight.shape, stride, padding, output_padding, groups, dilation)
     c_out = weight.shape[1] * groups
-    y = x.new_empty((x.shape[0], c_out, *geom.out_size), memory_format=_layout(x))
+    y = torch.empty((x.shape[0], c_out, *geom.out_size), dtype=x.dtype, device=x.device, memory_format=_layout(x))
     acc = _op.acc_dtype(x.dtype)
     return y, (x.new_empty((3, c_out), dtype=acc) if bn_stats else _no_stats(x))
 
