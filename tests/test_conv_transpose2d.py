@@ -125,7 +125,8 @@ def test_every_autotune_configuration_computes_the_same(interpreter):
         for config in kernels._space(dtype, prec):
             y = torch.full(ref.shape, float("nan"), dtype=dtype)
             stats = torch.empty(3, ref.shape[1])
-            kernels.conv_transpose2d(x, w, b, geom, y, activations.RELU, 0.0, stats, "ieee", config)
+            kernels.conv_transpose2d(x, w.permute(2, 3, 0, 1).contiguous(), b, geom, y, activations.RELU, 0.0, stats,
+                                     "ieee", config)
             _assert_close_to(y, ref, x, w, b, args, dtype)
             torch.testing.assert_close(stats[0].double(), ref_stats[0])
 

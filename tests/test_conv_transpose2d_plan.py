@@ -65,6 +65,8 @@ def test_the_phases_compute_conv_transpose2d(case):
     assert geom.out_size == tuple(ref.shape[2:])
     got = evaluate(x, weight, bias, geom)
     torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    # and as the kernels run it (a 1-pixel input dimension: a phase per tap)
+    torch.testing.assert_close(evaluate(x, weight, bias, plan.for_kernels(geom)), ref, rtol=1e-12, atol=1e-12)
 
 
 def test_every_output_element_is_in_one_phase_and_every_tap_in_one_phase():
@@ -81,6 +83,13 @@ def test_every_output_element_is_in_one_phase_and_every_tap_in_one_phase():
         assert (seen == 1).all()
         # a tap belongs to the phase of kh d mod s; a phase outside the output grid keeps its taps to itself
         assert taps.max() <= 1
+
+
+def test_a_one_pixel_input_gets_a_phase_per_tap():
+    geom = plan.for_kernels(plan.geometry((128, 100, 1, 1), (100, 512, 4, 4), 1, 0))  # DCGAN's first layer
+    phs = plan.phases(geom)
+    assert len(phs) == 16 and all(len(p.rows.taps) == len(p.cols.taps) == 1 for p in phs)
+    assert plan.macs(geom, 128, 100, 512) == 128 * 100 * 512 * 16  # the dense work, no tap outside the input
 
 
 def test_dcgan_layer_is_four_phases_of_two_by_two_taps():

@@ -26,7 +26,8 @@ KERNEL_MODULES = ("fastgan.kernels.spectral_norm", "fastgan.kernels.feature_stat
 def configs():
     """(kernel, signature, constexprs, options) of every configuration the modules launch. A module's
     launch_configs() gives (kernel, signature, constexprs[, num_warps or options]); options may hold num_warps,
-    num_stages and archs, the compute capabilities the configuration is launched on (default: every arch)."""
+    num_stages, archs (the compute capabilities the configuration is launched on; default: every arch) and
+    divisible_by_16 (integer arguments that Triton's launcher specialises as multiples of 16 in that launch)."""
     import importlib
 
     for name in KERNEL_MODULES:
@@ -63,8 +64,10 @@ def compile_all(archs=(80, 90)) -> list[dict]:
     for kernel, signature, constexprs, options in configs():
         full = {name: ("constexpr" if name in constexprs else signature[name]) for name in kernel.arg_names}
         # launched tensors are 16-byte aligned, as Triton's launcher specialises them
-        attrs = {(i,): [["tt.divisibility", 16]] for i, t in enumerate(full.values()) if t.startswith("*")}
-        compile_options = {k: v for k, v in options.items() if k != "archs"}
+        # (and integers the launcher sees as multiples of 16, where a configuration names them)
+        attrs = {(i,): [["tt.divisibility", 16]] for i, (name, t) in enumerate(full.items())
+                 if t.startswith("*") or name in options.get("divisible_by_16", ())}
+        compile_options = {k: v for k, v in options.items() if k not in ("archs", "divisible_by_16")}
         compile_options.setdefault("num_warps", 4)
         for cc in archs:
             if cc not in options.get("archs", (cc,)):

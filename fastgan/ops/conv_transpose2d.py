@@ -58,7 +58,9 @@ def _impl(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stri
     y = torch.empty((x.shape[0], c_out, *geom.out_size), dtype=x.dtype, device=x.device,
                     memory_format=_layout(x))
     stats = torch.empty((3, c_out), dtype=torch.float32, device=x.device) if bn_stats else None
-    _LAUNCH[backend].conv_transpose2d(x, weight.contiguous(), bias, geom, y, act, slope, stats)
+    # the kernel reads the weight as (kH, kW, C_in, C_out / groups): output channels contiguous
+    _LAUNCH[backend].conv_transpose2d(x, weight.permute(2, 3, 0, 1).contiguous(), bias, plan.for_kernels(geom), y,
+                                      act, slope, stats)
     return y, (stats if bn_stats else _no_stats(x))
 
 

@@ -103,6 +103,17 @@ def geometry(x_shape, weight_shape, stride=1, padding=0, output_padding=0, group
     return Geometry(tuple(x_shape[2:]), out, kernel, stride, padding, output_padding, dilation, groups)
 
 
+def for_kernels(geom: Geometry) -> Geometry:
+    """The same convolution with every phase as dense as it can be: along a dimension of input size 1 the stride
+    does not change the output (it only spaces input rows), so it is raised until every tap has its own phase
+    (DCGAN's first layer, 1x1 -> 4x4: 16 phases of one tap, each a plain GEMM of the batch, instead of one phase
+    whose 16 taps all but one read outside the input)."""
+    stride = tuple(max(s, d * (k - 1) + 1) if n == 1 else s
+                   for n, s, d, k in zip(geom.in_size, geom.stride, geom.dilation, geom.kernel))
+    return geom if stride == geom.stride else Geometry(geom.in_size, geom.out_size, geom.kernel, stride, geom.padding,
+                                                       geom.output_padding, geom.dilation, geom.groups)
+
+
 def _axis(r: int, out: int, kernel: int, stride: int, padding: int, dilation: int) -> Axis:
     first_q = -(-(padding - r) // stride)  # the smallest q whose row q s + r - p is >= 0
     first = first_q * stride + r - padding
