@@ -38,6 +38,39 @@ def floor_us_at_datasheet(floor_bytes: int) -> dict:
     return {label: floor_bytes / (gbs * 1e9) * 1e6 for label, _, gbs in DATASHEET_GBS if label in FLOOR_REFERENCES}
 
 
+# Datasheet dense (no sparsity) tensor-core peaks in TFLOP/s, by the kind of product (peak_kind); the rows match as
+# DATASHEET_GBS's do. float32: the CUDA cores' rate, for float32 without TF32. The H200 row is the SXM part's.
+DATASHEET_TFLOPS = [
+    ("H200", r"h200", {"bfloat16": 989.4, "float16": 989.4, "tf32": 494.7, "float32": 66.9}),
+    ("H100 PCIe", r"h100.*pcie", {"bfloat16": 756.5, "float16": 756.5, "tf32": 378.0, "float32": 51.2}),
+    ("H100 SXM", r"h100.*(sxm|hbm3)", {"bfloat16": 989.4, "float16": 989.4, "tf32": 494.7, "float32": 66.9}),
+    ("A100 80GB", r"a100.*80gb", {"bfloat16": 312.0, "float16": 312.0, "tf32": 156.0, "float32": 19.5}),
+    ("A100 40GB", r"a100.*40gb", {"bfloat16": 312.0, "float16": 312.0, "tf32": 156.0, "float32": 19.5}),
+]
+
+
+def peak_kind(dtype: str) -> str:
+    """The product a convolution of ``dtype`` runs on: float32 is TF32 where ``torch.backends.cudnn.allow_tf32``
+    (PyTorch's default; cuDNN and fastgan's Triton convolution follow it)."""
+    if dtype == "float32":
+        return "tf32" if torch.backends.cudnn.allow_tf32 else "float32"
+    return dtype
+
+
+def datasheet_peak(device_name: str | None) -> tuple[str, dict] | None:
+    """(label, {peak kind: dense TFLOP/s}) of the DATASHEET_TFLOPS row matching ``device_name``, or None."""
+    low = (device_name or "").lower()
+    return next(((label, peaks) for label, pattern, peaks in DATASHEET_TFLOPS if low and re.search(pattern, low)),
+                None)
+
+
+def floor_us_at_peak(flops: int, dtype: str) -> dict:
+    """Microseconds that ``flops`` take at the datasheet dense peak of each of FLOOR_REFERENCES, for ``dtype``."""
+    kind = peak_kind(dtype)
+    return {label: flops / (peaks[kind] * 1e12) * 1e6 for label, _, peaks in DATASHEET_TFLOPS
+            if label in FLOOR_REFERENCES and kind in peaks}
+
+
 def build_summary() -> dict:
     """The CUDA extension as built and as imported: built, importable, reason, archs, CUDA version, kernels."""
     from .. import _backend
@@ -138,3 +171,24 @@ def measure_copy_bandwidth(quick: bool = False) -> float:
     src = dst = None  # free the 2 GiB before the suites run
     torch.cuda.empty_cache()
     return 2 * 2**30 / (ms * 1e-3) / 1e9
+
+
+def measure_dense_peak(kind: str, quick: bool = False) -> float:
+    """TFLOP/s of an 8192^3 matrix product of ``kind`` (a peak_kind: 'tf32' is float32 with TF32 allowed),
+    median of do_bench: the device's measured dense peak."""
+    import triton.testing
+
+    n = 8192
+    dt = torch.float32 if kind in ("tf32", "float32") else getattr(torch, kind)
+    a = torch.randn(n, n, device="cuda").to(dt)
+    b, c = torch.randn(n, n, device="cuda").to(dt), torch.empty(n, n, device="cuda", dtype=dt)
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = kind == "tf32"
+    try:
+        ms = triton.testing.do_bench(functools.partial(torch.mm, a, b, out=c), warmup=5 if quick else 25,
+                                     rep=20 if quick else 100, return_mode="median")
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+    a = b = c = None
+    torch.cuda.empty_cache()
+    return 2 * n ** 3 / (ms * 1e-3) / 1e12

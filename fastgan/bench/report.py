@@ -7,7 +7,7 @@ import json
 from collections import OrderedDict
 from pathlib import Path
 
-from .environment import FLOOR_REFERENCES, describe_build, describe_gpu, describe_versions
+from .environment import DATASHEET_TFLOPS, FLOOR_REFERENCES, describe_build, describe_gpu, describe_versions
 
 IMPL_ORDER = ("fastgan[cuda]", "fastgan[triton]", "eager", "compile")  # the table's columns, these first
 
@@ -44,23 +44,49 @@ def _note(rec: dict) -> str:
     return "; ".join(f"{t['target']}: {'met' if t['met'] else 'MISSED'}" for t in rec.get("targets", []))
 
 
+def _peak_lines(report: dict) -> list[str]:
+    """The header's dense-peak lines: measured (a GPU run with FLOP floors), and the datasheet figures."""
+    if not any(r.get("floor_flops") for r in report["cases"]):
+        return []
+    lines = []
+    measured = report.get("dense_peak_tflops")
+    if measured is not None:
+        errors = report.get("dense_peak_error") or {}
+        lines.append("- dense peak (measured: 8192^3 matrix product): "
+                     + ", ".join([f"{k} {v:.0f} TFLOP/s" for k, v in measured.items()]
+                                 + [f"{k} not measured ({why})" for k, why in errors.items()]))
+    sheet = report.get("datasheet_peak") or {}
+    lines.append("- datasheet dense peak (TFLOP/s): "
+                 + (f"{sheet['label']} " + ", ".join(f"{k} {v:g}" for k, v in sheet["tflops"].items()) + "; "
+                    if sheet else "")
+                 + "table: " + "; ".join(f"{label} " + ", ".join(f"{k} {v:g}" for k, v in peaks.items())
+                                         for label, _, peaks in DATASHEET_TFLOPS if label in FLOOR_REFERENCES))
+    return lines
+
+
 def render_table(report: dict) -> str:
     """The Markdown table of every case."""
     impls = _impl_names(report)
     timed = any("median_ms" in v or "failed" in v for rec in report["cases"] for v in rec["impls"].values())
     bases = _baseline_names(report)
     rates = any("achieved_tflops" in rec for rec in report["cases"])
-    head = ["suite", "case", "dtype", "mode", "floor MB"]
+    peak = any("pct_peak" in rec for rec in report["cases"])
+    flops = any(rec.get("floor_flops") for rec in report["cases"])
+    head = ["suite", "case", "dtype", "mode", "floor MB"] + ["floor GFLOP"] * flops
     if timed:
         head += [f"{n} ms" for n in impls] + ["best"] + [f"x {b}" for b in bases] + ["GB/s", "% copy BW",
                                                                                      "% datasheet"]
         head += ["TFLOP/s", "ref TFLOP/s", "% ref rate"] if rates else []
+        head += ["% peak"] * peak
     else:
         head += [f"floor us @{label}" for label in FLOOR_REFERENCES]
+        head += [f"FLOP floor us @{label}" for label in FLOOR_REFERENCES] if flops else []
     head.append("note")
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for rec in report["cases"]:
         row = [rec["suite"], rec["name"], rec["dtype"], rec["mode"], f"{rec['floor_bytes'] / 1e6:.2f}"]
+        if flops:
+            row.append(_fmt(rec["floor_flops"] / 1e9 if rec.get("floor_flops") else None, ".2f"))
         if timed:
             for n in impls:
                 v = rec["impls"].get(n, {})
@@ -73,8 +99,12 @@ def render_table(report: dict) -> str:
             if rates:
                 row += [_fmt(rec.get("achieved_tflops"), ".1f"), _fmt(rec.get("reference_tflops"), ".1f"),
                         _fmt(rec.get("pct_reference_rate"), ".0f")]
+            if peak:
+                row.append(_fmt(rec.get("pct_peak"), ".0f"))
         else:
             row += [f"{rec['floor_us_at_datasheet'][label]:.1f}" for label in FLOOR_REFERENCES]
+            if flops:
+                row += [_fmt(rec.get("floor_us_at_peak", {}).get(label), ".1f") for label in FLOOR_REFERENCES]
         row.append(_note(rec))
         rows.append("| " + " | ".join(row) + " |")
     return "\n".join(rows) + "\n"
@@ -95,6 +125,7 @@ def render_markdown(report: dict) -> str:
         "- datasheet HBM bandwidth: "
         + (f"{report['datasheet']['label']} {report['datasheet']['gbs']:.0f} GB/s; " if report["datasheet"] else "")
         + "table: " + ", ".join(f"{r['label']} {r['gbs'] / 1000:g} TB/s" for r in report["datasheet_table"]),
+        *_peak_lines(report),
         f"- date: {report['date']}",
         f"- command: `{report['command']}`",
         f"- options: budget {report['options']['budget_s']:g} s, quick={report['options']['quick']}, "
@@ -112,7 +143,12 @@ def render_markdown(report: dict) -> str:
     if _baseline_names(report) != ["eager", "compile"] or any("achieved_tflops" in r for r in report["cases"]):
         lines += ["", "x <implementation>: its time over the time of the case's fastgan implementation in column "
                   "best (the fastest, unless the case names one). TFLOP/s: useful flops over that time; ref "
-                  "TFLOP/s: the same for the case's reference implementation; % ref rate: their ratio."]
+                  "TFLOP/s: the same for the case's reference implementation; % ref rate: their ratio."
+                  + (" % peak: TFLOP/s over the measured dense peak of the case's dtype (above)."
+                     if any("pct_peak" in r for r in report["cases"]) else "")]
+    if any(r.get("floor_flops") for r in report["cases"]):
+        lines += ["", "floor GFLOP: the fewest flops of a case (its dense work); FLOP floor us: that work at the "
+                  "datasheet dense peak of the case's dtype (float32 as TF32 where cuDNN may use it)."]
     notes, unavailable = [], OrderedDict()
     for rec in report["cases"]:
         for n, v in rec["impls"].items():
@@ -187,8 +223,8 @@ def closing_lines(report: dict, out_dir) -> str:
     if report["env"]["gpu"] is None:
         timed = [r for r in report["cases"] if "best_fastgan" in r]
         lines.append("No CUDA device here: " + ("the GPU cases were not timed; " if timed else "nothing was timed; ")
-                     + "the table gives each case's byte floor and its floor time at H100/H200 bandwidth, to judge "
-                       "a GPU run by.")
+                     + "the table gives each case's byte floor and its floor time at H100/H200 bandwidth (and, for a "
+                       "case with a FLOP floor, that work at their dense peak), to judge a GPU run by.")
         cpu_left = [r for r in report["cases"] if str(r.get("status", "")).startswith("not run: timed on the CPU")]
         if cpu_left:
             lines.append("On this CPU, `fastgan bench --suite fid` times the Frechet distance against scipy's sqrtm "

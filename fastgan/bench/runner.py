@@ -5,8 +5,10 @@ implementations (fastgan backends, eager PyTorch, ``torch.compile`` of the same 
 run. On CUDA, timing is ``triton.testing.do_bench`` (CUDA events, L2 flushed between runs, median); on the CPU,
 the median of ``time.perf_counter`` around repeated calls. A case states the fewest bytes the fused version must
 move (its floor), so the report gives achieved GB/s against a measured device-to-device copy and against the
-datasheet bandwidth. Without a CUDA device, GPU cases are not timed; the report then gives the floor times at
-datasheet bandwidths, to judge a later GPU run against.
+datasheet bandwidth; a compute-bound case also states its fewest flops (``floor_flops``), so the report gives
+TFLOP/s against the device's dense peak, measured with a matrix product of the case's dtype. Without a CUDA device,
+GPU cases are not timed; the report then gives the floor times at datasheet bandwidths (and at datasheet dense
+peaks, for a FLOP floor), to judge a later GPU run against.
 
 Before a case is timed, its ``check`` calls every implementation once on the case's inputs and compares the results
 with a reference (:func:`fastgan.bench.suites.common.compare_with_reference`). An implementation the check names
@@ -30,7 +32,17 @@ from typing import Callable
 
 import torch
 
-from .environment import DATASHEET_GBS, datasheet_bandwidth, environment, floor_us_at_datasheet, measure_copy_bandwidth
+from .environment import (
+    DATASHEET_GBS,
+    datasheet_bandwidth,
+    datasheet_peak,
+    environment,
+    floor_us_at_datasheet,
+    floor_us_at_peak,
+    measure_copy_bandwidth,
+    measure_dense_peak,
+    peak_kind,
+)
 from .report import render_table, write, write_chart
 
 NOT_RUN = "not run: no CUDA device"
@@ -67,6 +79,7 @@ class Case:
     primary: str | None = None  # the fastgan implementation the speedups refer to (default: the fastest)
     reps: dict = field(default_factory=dict)  # name -> (warm-up calls, timed calls) for CPU timing
     flops: dict = field(default_factory=dict)  # name -> useful flops per call: TFLOP/s in the report
+    floor_flops: int | None = None  # the fewest flops (dense work); every implementation's flops unless in flops
     rate_reference: str | None = None  # implementation whose TFLOP/s the primary's is compared with
     # check(impls) -> dict, once before timing: "failed" maps the implementations not to time to why; "flag", the
     # case's note
@@ -124,10 +137,14 @@ def warm_compile_workers() -> None:
 
 
 def _record(case: Case) -> dict:
-    return {"suite": case.suite, "name": case.name, "dtype": case.dtype, "mode": case.mode, "device": case.device,
-            "floor_bytes": case.floor_bytes, "floor_desc": case.floor_desc,
-            "floor_us_at_datasheet": floor_us_at_datasheet(case.floor_bytes),
-            "params": dict(case.params), "status": None, "impls": OrderedDict()}
+    rec = {"suite": case.suite, "name": case.name, "dtype": case.dtype, "mode": case.mode, "device": case.device,
+           "floor_bytes": case.floor_bytes, "floor_desc": case.floor_desc,
+           "floor_us_at_datasheet": floor_us_at_datasheet(case.floor_bytes),
+           "params": dict(case.params), "status": None, "impls": OrderedDict()}
+    if case.floor_flops:
+        rec.update(floor_flops=case.floor_flops, peak_kind=peak_kind(case.dtype),
+                   floor_us_at_peak=floor_us_at_peak(case.floor_flops, case.dtype))
+    return rec
 
 
 def _run_case(case: Case, rec: dict, quick: bool, with_compile: bool) -> None:
@@ -172,12 +189,14 @@ def _run_case(case: Case, rec: dict, quick: bool, with_compile: bool) -> None:
     rec["status"] = "ok"
 
 
-def _derive(rec: dict, copy_gbs: float | None, datasheet: tuple[str, float] | None, case: Case | None = None) -> None:
+def _derive(rec: dict, copy_gbs: float | None, datasheet: tuple[str, float] | None, case: Case | None = None,
+            peaks: dict | None = None) -> None:
     ms = {n: v["median_ms"] for n, v in rec["impls"].items() if "median_ms" in v}
     if case is not None:
         for n, t in ms.items():
-            if case.flops.get(n):
-                rec["impls"][n]["tflops"] = case.flops[n] / (t * 1e-3) / 1e12
+            flops = case.flops.get(n) or case.floor_flops
+            if flops:
+                rec["impls"][n]["tflops"] = flops / (t * 1e-3) / 1e12
     fast = {n: t for n, t in ms.items() if n.startswith("fastgan")}
     if not fast:
         return
@@ -198,6 +217,9 @@ def _derive(rec: dict, copy_gbs: float | None, datasheet: tuple[str, float] | No
         ref = rec["impls"].get(case.rate_reference or "", {}).get("tflops")
         if tflops:
             rec["achieved_tflops"] = tflops
+            peak = (peaks or {}).get(rec.get("peak_kind"))
+            if peak and gpu:
+                rec["pct_peak"] = 100 * tflops / peak
         if tflops and ref:
             rec["reference_tflops"] = ref
             rec["pct_reference_rate"] = 100 * tflops / ref
@@ -227,6 +249,16 @@ def run(cases: list[Case], out_dir: str | os.PathLike, *, budget_s: float = 420.
             log(f"device-to-device copy: {report['copy_bandwidth_gbs']:.0f} GB/s")
         except Exception as e:  # noqa: BLE001
             report["copy_bandwidth_error"] = first_line(e)
+    kinds = sorted({peak_kind(c.dtype) for c in cases if c.floor_flops and c.device == "cuda"})
+    if cuda and kinds:
+        report["datasheet_peak"] = dict(zip(("label", "tflops"), datasheet_peak(env["gpu"]["name"]) or ()))
+        report["dense_peak_tflops"] = {}
+        for kind in kinds:
+            try:
+                report["dense_peak_tflops"][kind] = measure_dense_peak(kind, quick)
+                log(f"dense {kind} peak (8192^3 matrix product): {report['dense_peak_tflops'][kind]:.0f} TFLOP/s")
+            except Exception as e:  # noqa: BLE001
+                report.setdefault("dense_peak_error", {})[kind] = first_line(e)
     if with_compile and any("compile" in c.baselines and (c.device != "cuda" or cuda) for c in cases):
         warm_compile_workers()
     for i, case in enumerate(cases, 1):
@@ -241,7 +273,7 @@ def run(cases: list[Case], out_dir: str | os.PathLike, *, budget_s: float = 420.
         else:
             t = time.monotonic()
             _run_case(case, rec, quick, with_compile)
-            _derive(rec, report["copy_bandwidth_gbs"], datasheet, case)
+            _derive(rec, report["copy_bandwidth_gbs"], datasheet, case, report.get("dense_peak_tflops"))
             if case.finish is not None and rec["status"] == "ok":
                 try:
                     case.finish(rec)
