@@ -58,7 +58,7 @@ class Config(NamedTuple):
 # small and such calls take the first configuration, the default (and the only one without a GPU).
 CONFIGS = {
     "half": (Config(64, 32, 32, 4, 2), Config(128, 64, 32, 8, 2), Config(64, 64, 32, 8, 2)),
-    "tf32": (Config(64, 32, 16, 4, 1), Config(128, 64, 16, 8, 2)),
+    "tf32": (Config(64, 32, 16, 4, 1), Config(128, 32, 16, 4, 2), Config(128, 64, 16, 8, 1)),
     "ieee": (Config(32, 16, 16, 4, 1),),
 }
 # ptxas's own limit for 128-thread blocks (168 registers, for three blocks per SM) spills a few bytes of the

@@ -21,6 +21,8 @@ Registered op: ``fastgan::conv_transpose2d`` -> (y, stats) (stats (3, C_out), or
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .. import _backend, activations
@@ -40,8 +42,22 @@ def _layout(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if cl else torch.contiguous_format
 
 
+@functools.lru_cache(maxsize=1024)
+def _checked_geometry(x_shape, weight_shape, args, types) -> plan.Geometry:
+    return plan.geometry(x_shape, weight_shape, *args)
+
+
 def _geometry(x_shape, weight_shape, stride, padding, output_padding, groups, dilation) -> plan.Geometry:
-    return plan.geometry(x_shape, weight_shape, stride, padding, output_padding, groups, dilation)
+    """plan.geometry, cached: the arguments of a layer are checked once, not on every call. (The key holds the
+    arguments' types, so that True is not taken for a cached 1; symbolic shapes are checked without the cache.)"""
+    args = tuple(tuple(a) if isinstance(a, list) else a for a in (stride, padding, output_padding, groups, dilation))
+    types = tuple(tuple(map(type, a)) if isinstance(a, tuple) else type(a) for a in args)
+    try:
+        return _checked_geometry(tuple(x_shape), tuple(weight_shape), args, types)
+    except TypeError as e:
+        if "unhashable" not in str(e):
+            raise
+        return plan.geometry(x_shape, weight_shape, *args)
 
 
 # ---------------------------------------------------------------- implementation

@@ -132,6 +132,29 @@ def _bn_call(shape, per_sample: bool, training: bool, mode: str, backend: str):
     return fwd if mode == "fwd" else fwd_bwd
 
 
+def _ct_call(with_bn: bool, mode: str, backend: str):
+    """DCGAN's block (ConvT k4 s2 p1, BN, ReLU; channels cut) through fastgan.conv_transpose2d (triton: it has no
+    cuda backend) with bn_stats, then conditional_batch_norm(stats=) on ``backend``; or the ConvT + ReLU alone."""
+    import fastgan
+
+    x = torch.randn(4, 16, 4, 4).requires_grad_(mode == "fwd+bwd")
+    w = torch.randn(16, 8, 4, 4).requires_grad_(mode == "fwd+bwd")
+    bn_w, bn_b, rm, rv = torch.ones(8), torch.zeros(8), torch.zeros(8), torch.ones(8)
+    gy = torch.ones(4, 8, 8, 8)
+
+    def fwd():
+        if not with_bn:
+            return fastgan.conv_transpose2d(x, w, None, 2, 1, activation="relu", backend="triton")
+        y, stats = fastgan.conv_transpose2d(x, w, None, 2, 1, bn_stats=True, backend="triton")
+        return fastgan.conditional_batch_norm(y, bn_w, bn_b, rm, rv, True, activation="relu", stats=stats,
+                                              backend=backend)
+
+    def fwd_bwd():
+        torch.autograd.grad(fwd(), [x, w], gy)
+
+    return fwd if mode == "fwd" else fwd_bwd
+
+
 _active = contextlib.ExitStack()  # the no-op kernels of the case being timed (setup enters, finish leaves)
 
 
@@ -166,6 +189,9 @@ CALLS = [
                                                  ("ccbn + ReLU train", (4, 96, 4, 4), True, True),
                                                  ("BN + ReLU eval", (4, 512, 4, 4), False, False))
       for mode in (("fwd", "fwd+bwd") if training else ("fwd",))],
+    *[(f"conv_transpose2d {label}", mode, functools.partial(_ct_call, with_bn, mode))
+      for label, with_bn in (("ConvT + ReLU", False), ("ConvT + BN + ReLU train", True))
+      for mode in ("fwd", "fwd+bwd")],
 ]
 
 
