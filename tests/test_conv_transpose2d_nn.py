@@ -129,3 +129,29 @@ def test_upsample_conv2d_module_is_upsample_then_conv2d(backend):
 def test_upsample_conv2d_module_refuses_what_it_does_not_compute(kwargs, match):
     with pytest.raises(ValueError, match=match):
         UpsampleConv2d(4, 6, **({"kernel_size": 3} | kwargs))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_block_in_eval_folds_batch_norm_into_the_convolution(backend):
+    torch.manual_seed(3)
+    ref = nn.Sequential(nn.ConvTranspose2d(4, 6, 3, 2, 1, 1, groups=2, bias=True), nn.BatchNorm2d(6),
+                        nn.LeakyReLU(0.2))
+    with torch.no_grad():  # running statistics and affine parameters away from their initial values
+        ref[1].running_mean.uniform_(-1, 1)
+        ref[1].running_var.uniform_(0.5, 2)
+        ref[1].weight.uniform_(0.5, 1.5)
+        ref[1].bias.uniform_(-0.5, 0.5)
+    blk = ConvTransposeBNAct(4, 6, 3, 2, 1, 1, groups=2, bias=True, activation="leaky_relu", negative_slope=0.2)
+    blk.load_state_dict(ref.state_dict())
+    ref.eval()
+    blk.eval()
+    x = torch.randn(2, 4, 3, 5, requires_grad=True)
+    with fastgan.use_backend(backend), torch.backends.cudnn.flags(allow_tf32=False):
+        y = blk(x)
+    yr = ref(x)
+    _close(y, yr, torch.float32)
+    gy = torch.randn_like(yr)
+    for a, b in zip(torch.autograd.grad(y, (x, blk[0].weight, blk[1].weight), gy),
+                    torch.autograd.grad(yr, (x, ref[0].weight, ref[1].weight), gy)):
+        _close(a, b, torch.float32)
+    assert blk[1].num_batches_tracked.item() == 0  # eval leaves the statistics alone

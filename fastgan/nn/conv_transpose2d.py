@@ -53,7 +53,8 @@ class ConvTransposeBNAct(nn.Sequential):
     """The DCGAN / VAE-decoder block ``nn.Sequential(nn.ConvTranspose2d(...), nn.BatchNorm2d(C_out), nn.ReLU())``
     with the same state-dict keys (``0.weight``, ``1.weight``, ``1.bias``, ``1.running_mean``, ...), parameters,
     initialisation and running-statistics updates; in training the convolution's epilogue computes the batch
-    statistics, so batch norm reads its input once instead of twice, and the activation is fused into batch norm.
+    statistics, so batch norm reads its input once instead of twice, and the activation is fused into batch norm;
+    in eval batch norm is folded into the convolution's weight and bias: one kernel for the block.
 
     Args: those of ``nn.ConvTranspose2d`` (``bias=False`` by default, as before a batch norm), ``activation``
     ('relu' by default, 'leaky_relu' or None), ``negative_slope``, and batch norm's ``eps``, ``momentum``,
@@ -95,7 +96,33 @@ class ConvTransposeBNAct(nn.Sequential):
         if bn.training or bn.running_mean is None:  # batch statistics: from the convolution's epilogue
             y, stats = conv(x, output_size, bn_stats=True)
             return bn(y, stats=stats)
-        return bn(conv(x, output_size))
+        # eval: batch norm is a per-channel affine map, folded into the convolution's weight and bias, so that the
+        # whole block is one kernel (sampling from a trained generator)
+        weight, bias = self._folded()
+        unbatched = x.dim() == 3
+        xb = x.unsqueeze(0) if unbatched else x
+        output_padding = conv._output_padding(xb, output_size, conv.stride, conv.padding, conv.kernel_size, 2,
+                                              conv.dilation)
+        y = conv_transpose2d(xb, weight, bias, conv.stride, conv.padding, output_padding, conv.groups,
+                             conv.dilation, bn.activation, bn.negative_slope)
+        return y.squeeze(0) if unbatched else y
+
+    def _folded(self):
+        """The convolution's weight and bias with eval batch norm folded in (float32 or float64; differentiable)."""
+        conv, bn = self[0], self[1]
+        w = conv.weight
+        acc = torch.float64 if w.dtype == torch.float64 else torch.float32
+        scale = torch.rsqrt(bn.running_var.to(acc) + bn.eps)
+        shift = -bn.running_mean.to(acc) * scale
+        if bn.weight is not None:
+            scale = scale * bn.weight.to(acc)
+            shift = shift * bn.weight.to(acc) + bn.bias.to(acc)
+        if conv.bias is not None:
+            shift = shift + conv.bias.to(acc) * scale
+        g, c_in = conv.groups, w.shape[0]
+        c_out_g = w.shape[1]
+        folded = w.to(acc).reshape(g, c_in // g, c_out_g, *w.shape[2:]) * scale.reshape(g, 1, c_out_g, 1, 1)
+        return folded.reshape(w.shape).to(w.dtype), shift.to(w.dtype)
 
 
 class UpsampleConv2d(nn.Conv2d):
