@@ -297,7 +297,16 @@ def test_stats_are_refused_where_they_cannot_be_x_statistics():
 # ---------------------------------------------------------------- on a GPU
 
 
+@pytest.fixture
+def default_config(monkeypatch):
+    """No autotuning (each bucket would compile and time every configuration): the default configuration."""
+    from fastgan.kernels import conv_transpose2d as kernels
+
+    monkeypatch.setattr(kernels, "AUTOTUNE", False)
+
+
 @pytest.mark.gpu
+@pytest.mark.usefixtures("default_config")
 @pytest.mark.parametrize("case", KERNEL_CASES + [(128, 256, 128, 8, 8, 4, 2, 1, 0, 1, 1),
                                                  (16, 64, 3, 32, 32, 4, 2, 1, 0, 1, 1)],
                          ids=lambda c: "x".join(map(str, c)))
@@ -328,3 +337,19 @@ def test_gpu_block_is_deterministic_and_compiles():
     torch.testing.assert_close(f(x), torch.relu(F.conv_transpose2d(x, block[0].weight, None, 2, 1)), rtol=2e-3,
                                atol=2e-3)
 
+
+
+@pytest.mark.gpu
+def test_gpu_autotuned_configuration_computes_the_same_and_is_cached():
+    from fastgan.kernels import conv_transpose2d as kernels
+
+    x, w, b, args = (t.cuda() if isinstance(t, torch.Tensor) else t
+                     for t in _tensors((64, 128, 64, 8, 8, 4, 2, 1, 0, 1, 1), torch.bfloat16))
+    tuned_before = len(kernels._TUNED)
+    y, stats = fastgan.conv_transpose2d(x, w, b, *args, activation="relu", bn_stats=True, backend="triton")
+    assert len(kernels._TUNED) == tuned_before + 1
+    fastgan.conv_transpose2d(x, w, b, *args, activation="relu", bn_stats=True, backend="triton")
+    assert len(kernels._TUNED) == tuned_before + 1  # the bucket's choice is reused
+    ref, _ = reference(x, w, b, args, "relu")
+    _assert_close_to(y, ref, x, w, b, args, torch.bfloat16)
+    torch.testing.assert_close(stats[1].double(), y.double().mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-4)

@@ -18,6 +18,7 @@ L2, not HBM).
 """
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import torch
@@ -193,6 +194,8 @@ def _block_k(config: Config, c_in_g: int, channels_last: bool) -> int:
 
 _TABLES: dict = {}
 _TUNED: dict = {}
+# FASTGAN_AUTOTUNE=0: every call takes the default configuration (no timing on first use of a shape bucket)
+AUTOTUNE = os.environ.get("FASTGAN_AUTOTUNE", "1") != "0"
 
 
 def _table(geom: plan.Geometry, n: int, block_m: int, device: torch.device):
@@ -240,7 +243,7 @@ def _tuned(x, weight, bias, geom, out, act, slope, stats, prec) -> Config:
     without one, the default)."""
     c_in_g = x.shape[1] // geom.groups
     space = _space(x.dtype, prec, c_in_g)
-    if x.device.type != "cuda" or len(space) == 1:
+    if x.device.type != "cuda" or len(space) == 1 or not AUTOTUNE:
         return space[0]
     key = (x.dtype, prec, act, stats is not None, bias is not None, x.stride(1) < x.stride(3), geom.stride,
            geom.kernel, _bucket(x.shape[0] * geom.out_size[0] * geom.out_size[1]), _bucket(weight.shape[3]),

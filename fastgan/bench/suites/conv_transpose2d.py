@@ -23,10 +23,11 @@ implementation ``fastgan[triton]`` vs ``eager`` (cuDNN's convolutions on a GPU):
   layers, fwd+bwd (``autograd.grad`` w.r.t. x, weight, bias). Target x eager >= 1.3.
 * block (the layers with a batch norm), what ``fastgan.nn.ConvTransposeBNAct`` runs in training:
   ``conv_transpose2d(..., bn_stats=True)`` then ``conditional_batch_norm(y, w, b, rm, rv, training=True,
-  activation="relu", stats=stats)`` (one backend) vs ``F.relu(F.batch_norm(F.conv_transpose2d(x, w), rm, rv, w_bn,
-  b_bn, True, 0.1, 1e-5))`` and ``compile`` (``torch.compile(dynamic=False)`` of it, once per layer and dtype, in
-  the setup of the fwd case, which the budget counts); fwd and fwd+bwd (w.r.t. x, the conv weight, the BN weight
-  and bias). Targets x eager >= 1.5, x compile >= 1.1.
+  activation="relu", stats=stats)`` (batch norm on the default backend, as the module runs it) vs
+  ``F.relu(F.batch_norm(F.conv_transpose2d(x, w), rm, rv, w_bn, b_bn, True, 0.1, 1e-5))`` and ``compile``
+  (``torch.compile(dynamic=False)`` of it, once per layer and dtype, in the setup of the fwd case, which the budget
+  counts); fwd and fwd+bwd (w.r.t. x, the conv weight, the BN weight and bias). Targets x eager >= 1.5, x compile
+  >= 1.1.
 * upsample+conv: ``upsample_conv2d`` (one stride-2 transposed convolution with merged 4x4 weights) vs
   ``F.conv2d(F.interpolate(x, scale_factor=2), w, b, padding=1)``; fwd and fwd+bwd; no target.
 
@@ -308,14 +309,15 @@ def fastgan_conv(layer: Layer, backend: str, act: str | None = None):
 
 def fastgan_block(layer: Layer, backend: str):
     """The block as ``fastgan.nn.ConvTransposeBNAct`` runs it in training: the batch statistics from the
-    convolution's epilogue, batch norm + ReLU in one op."""
+    convolution's epilogue (on ``backend``), batch norm + ReLU in one op (on the default backend, as the module
+    runs it: CUDA where the extension is built, else Triton)."""
     from ...ops.cond_batch_norm import conditional_batch_norm
     from ...ops.conv_transpose2d import conv_transpose2d
 
     def block(x, w, bn_w, bn_b, rm, rv):
         y, stats = conv_transpose2d(x, w, None, layer.stride, layer.padding, bn_stats=True, backend=backend)
         return conditional_batch_norm(y, bn_w, bn_b, rm, rv, training=True, momentum=MOMENTUM, eps=EPS,
-                                      activation="relu", stats=stats, backend=backend)
+                                      activation="relu", stats=stats)
     return block
 
 
