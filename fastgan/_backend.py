@@ -39,7 +39,20 @@ def triton_interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-@functools.lru_cache(maxsize=None)
+def _once(fn):
+    """``fn()`` computed on the first call and kept (functools.lru_cache, but torch.compile traces through this
+    without warning about a cache it ignores)."""
+    kept = []
+
+    @functools.wraps(fn)
+    def wrapper():
+        if not kept:
+            kept.append(fn())
+        return kept[0]
+    return wrapper
+
+
+@_once
 def _import_triton() -> str | None:
     """None when Triton imports, else the reason it does not."""
     try:
@@ -49,7 +62,7 @@ def _import_triton() -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@_once
 def _import_extension():
     """(module, None) when fastgan._C imports, else (None, reason)."""
     try:
@@ -62,7 +75,7 @@ def _import_extension():
     return _C, None
 
 
-@functools.lru_cache(maxsize=None)
+@_once
 def build_info() -> dict:
     """The report written by setup.py next to the extension ({} for a source checkout never built)."""
     import json
@@ -100,7 +113,8 @@ def _unavailable_reason(backend, device, dtype, op):
     if backend not in BACKENDS:
         return f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)} or 'auto'"
     if op is not None and backend not in _OPS.get(op, BACKENDS):
-        return f"the {backend} backend does not implement {op} (it has: {', '.join(_OPS[op])})"
+        return (f"the {backend} backend does not implement {op} (it has: {', '.join(_OPS[op])}; pass backend='auto' "
+                f"or one of those to this op)")
     if backend == "torch":
         return None
     if dtype not in _GPU_DTYPES:

@@ -81,6 +81,8 @@ def lookup(activation, negative_slope: float, where: str, allowed=None) -> tuple
     if act is None or act.name not in allowed:
         names = ", ".join(repr(n) for n in allowed)
         raise ValueError(f"{where}: activation must be one of {names} (or ('leaky_relu', slope)), got {activation!r}")
+    if torch.compiler.is_compiling():  # (with dynamic=True the slope is symbolic: checked in eager calls only)
+        return act, negative_slope
     if not (isinstance(negative_slope, (int, float)) and math.isfinite(negative_slope)):
         raise ValueError(f"{where}: negative_slope must be a finite number, got {negative_slope!r}")
     if act.has_slope and negative_slope <= 0:

@@ -249,11 +249,60 @@ def test_torch_compile_fullgraph_matches_eager():
 
 def test_autocast_casts_like_f_conv_transpose2d():
     x, w, b, args = _tensors(KERNEL_CASES[0], torch.float32)
+    w2 = torch.randn(4, 3, 4, 4)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         ref = F.conv_transpose2d(x, w, b, *args)
         got = fastgan.conv_transpose2d(x, w, b, *args, backend="torch")
-    assert got.dtype == ref.dtype == torch.bfloat16
+        # the next layer: a bfloat16 activation meets float32 weights, as in any generator under autocast
+        ref2 = F.conv_transpose2d(ref, w2, None, 2, 1)
+        got2 = fastgan.conv_transpose2d(got, w2, None, 2, 1, backend="torch")
+        up = fastgan.upsample_conv2d(got, torch.randn(2, 4, 3, 3), backend="torch")
+        # float64 is left alone, as autocast leaves it
+        f64 = fastgan.conv_transpose2d(x.double(), w.double(), None, *args, backend="torch")
+    assert got.dtype == ref.dtype == got2.dtype == ref2.dtype == up.dtype == torch.bfloat16
+    assert f64.dtype == F.conv_transpose2d(x.double(), w.double(), None, *args).dtype == torch.float64
     torch.testing.assert_close(got, ref)
+    torch.testing.assert_close(got2, ref2)
+
+
+def test_compile_with_dynamic_shapes_and_torch_func():
+    torch.manual_seed(0)
+    mod = fastgan.nn.ConvTranspose2d(4, 3, 4, 2, 1, activation="tanh")
+    block = fastgan.nn.ConvTransposeBNAct(4, 3, 4, 2, 1)
+    ref = torch.nn.Sequential(torch.nn.ConvTranspose2d(4, 3, 4, 2, 1, bias=False), torch.nn.BatchNorm2d(3),
+                              torch.nn.ReLU())
+    ref.load_state_dict(block.state_dict())
+    f = torch.compile(mod, dynamic=True, fullgraph=True, backend="aot_eager")
+    fb = torch.compile(block, dynamic=True, fullgraph=True, backend="aot_eager")
+    for n in (2, 3, 5):  # one graph for every batch size
+        x = torch.randn(n, 4, 5, 6)
+        torch.testing.assert_close(f(x), torch.tanh(F.conv_transpose2d(x, mod.weight, mod.bias, 2, 1)))
+        torch.testing.assert_close(fb(x), ref(x), rtol=1e-5, atol=1e-5)
+    # torch.func transforms take the op's autograd formula
+    x, w = torch.randn(2, 4, 3, 3), torch.randn(4, 3, 4, 4)
+    grad = torch.func.grad(lambda w: fastgan.conv_transpose2d(x, w, None, 2, 1, activation="sigmoid").sum())(w)
+    torch.testing.assert_close(grad, torch.func.grad(lambda w: torch.sigmoid(F.conv_transpose2d(x, w, None, 2,
+                                                                                                 1)).sum())(w))
+
+
+def test_arguments_as_f_conv_transpose2d_takes_them():
+    np = pytest.importorskip("numpy")
+    x, w = torch.randn(3, 4, 5), torch.randn(3, 2, 4, 4)  # unbatched x
+    ref = F.conv_transpose2d(x, w, None, 2, 1)
+    torch.testing.assert_close(fastgan.conv_transpose2d(x, w, None, (2,), [1], backend="torch"), ref)
+    torch.testing.assert_close(fastgan.conv_transpose2d(x, w, None, np.int64(2), 1, groups=np.int32(1),
+                                                        backend="torch"), ref)
+    with pytest.raises(TypeError, match="stride must be an int"):
+        fastgan.conv_transpose2d(x, w, None, True)
+
+
+def test_output_layout_is_the_one_torch_picks():
+    w = torch.randn(100, 8, 4, 4)
+    for z in (torch.randn(4, 100, 1, 1), torch.randn(4, 100, 1, 1).to(memory_format=torch.channels_last)):
+        for weight in (w, w.to(memory_format=torch.channels_last)):
+            ref = F.conv_transpose2d(z, weight)
+            got = fastgan.conv_transpose2d(z, weight, backend="torch")
+            assert got.stride() == ref.stride(), (z.stride(), weight.stride())
 
 
 # ---------------------------------------------------------------- bad input
@@ -267,10 +316,10 @@ def test_autocast_casts_like_f_conv_transpose2d():
     (dict(weight=torch.randn(3, 2, 3, 3, dtype=torch.float64)), TypeError, "weight has dtype torch.float64"),
     (dict(weight=torch.randn(3, 2, 3, 3, device="meta")), ValueError, "weight is on meta"),
     (dict(bias=torch.randn(3)), ValueError, r"bias has shape \(3,\), expected \(2,\)"),
-    (dict(x=torch.randn(3, 4, 4)), ValueError, r"x must have shape \(N, C_in, H, W\)"),
+    (dict(x=torch.randn(3, 4)), ValueError, r"x must have shape \(N, C_in, H, W\)"),
     (dict(x=torch.ones(1, 3, 4, 4, dtype=torch.int64)), TypeError, "x has dtype torch.int64"),
     (dict(activation="gelu"), ValueError, "activation must be one of"),
-    (dict(backend="cuda"), fastgan.BackendUnavailable, "does not implement conv_transpose2d"),
+    (dict(backend="cuda"), fastgan.BackendUnavailable, "does not implement conv_transpose2d.*backend='auto'"),
 ])
 def test_bad_input_raises_a_clear_error(kwargs, error, match):
     args = dict(x=torch.randn(1, 3, 4, 4), weight=torch.randn(3, 2, 3, 3)) | kwargs
@@ -287,11 +336,34 @@ def test_check_finite_names_the_tensor():
 
 def test_stats_are_refused_where_they_cannot_be_x_statistics():
     y = torch.randn(2, 3, 4, 4)
-    with pytest.raises(ValueError, match=r"stats must be a \(3, 3\)"):
+    with pytest.raises(ValueError, match=r"stats must be a \(3, 3\) float32"):
         fastgan.conditional_batch_norm(y, stats=torch.zeros(2, 3))
+    with pytest.raises(ValueError, match=r"stats must be a \(3, 3\) float32"):
+        fastgan.conditional_batch_norm(y, stats=torch.zeros(3, 3, dtype=torch.bfloat16))
     with pytest.raises(ValueError, match="in eval"):
         fastgan.conditional_batch_norm(y, None, None, torch.zeros(3), torch.ones(3), training=False,
                                        stats=torch.zeros(3, 3))
+    bn = fastgan.nn.BatchNorm2d(3).eval()
+    with pytest.raises(ValueError, match="in eval"):
+        bn(y, stats=torch.zeros(3, 3))
+
+
+def test_empty_batch_in_training_is_empty_as_torch():
+    rm, rv = torch.zeros(3), torch.ones(3)
+    x = torch.randn(0, 3, 4, 4)
+    ref = F.batch_norm(x, rm.clone(), rv.clone(), None, None, True)
+    got = fastgan.conditional_batch_norm(x, None, None, rm, rv, training=True)
+    assert got.shape == ref.shape and torch.equal(rm, torch.zeros(3)) and torch.equal(rv, torch.ones(3))
+    assert fastgan.nn.ConvTransposeBNAct(2, 3, 4, 2, 1)(torch.randn(0, 2, 3, 3)).shape == (0, 3, 6, 6)
+
+
+def test_upsample_conv2d_keeps_infinite_weights_infinite():
+    x = torch.rand(1, 2, 3, 3) + 0.5  # positive: +inf times x stays +inf
+    w = torch.rand(3, 2, 3, 3)
+    w[0, 0, 1, 1] = float("inf")
+    ref = F.conv2d(F.interpolate(x, scale_factor=2), w, padding=1)
+    got = fastgan.upsample_conv2d(x, w, backend="torch")
+    assert torch.equal(got.isinf(), ref.isinf()) and not got.isnan().any()
 
 
 # ---------------------------------------------------------------- on a GPU

@@ -99,6 +99,34 @@ def test_block_state_dict_loads_both_ways_and_from_modules_shares_parameters():
     assert bn.num_batches_tracked.item() == 1  # the shared buffer was updated
     with pytest.raises(ValueError, match="cannot fuse Tanh"):
         ConvTransposeBNAct.from_modules(conv, bn, nn.Tanh())
+    with pytest.raises(ValueError, match="bn has 5 features but conv has 6 output channels"):
+        ConvTransposeBNAct.from_modules(conv, nn.BatchNorm2d(5))
+    with pytest.raises(TypeError, match="without an activation"):
+        ConvTransposeBNAct.from_modules(ConvTranspose2d(5, 6, 4, activation="tanh"), bn)
+    with pytest.raises(ValueError, match="forward hooks"):
+        ConvTransposeBNAct.from_modules(nn.utils.spectral_norm(nn.ConvTranspose2d(5, 6, 4)), nn.BatchNorm2d(6))
+
+
+def test_block_from_a_spectral_normed_conv_and_sync_batch_norm_computes_the_modules():
+    torch.manual_seed(4)
+    conv = nn.utils.parametrizations.spectral_norm(nn.ConvTranspose2d(5, 6, 4, 2, 1, bias=False))
+    bn = nn.SyncBatchNorm(6)  # (no process group here: plain batch norm, as torch runs it)
+    ref_conv, ref_bn = copy.deepcopy(conv), copy.deepcopy(bn)
+    block = ConvTransposeBNAct.from_modules(conv, bn, nn.LeakyReLU(0.2))
+    x = torch.randn(3, 5, 4, 4)
+    torch.testing.assert_close(block(x), F.leaky_relu(ref_bn(ref_conv(x)), 0.2), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(bn.running_var, ref_bn.running_var)
+    torch.testing.assert_close(conv.parametrizations.weight.original, ref_conv.parametrizations.weight.original)
+
+
+def test_block_is_indexed_like_the_sequential_but_not_sliced():
+    _, blk = _pair()
+    assert blk[0] is blk.conv and blk[1] is blk.bn and blk[-1] is blk.bn and len(blk) == 2
+    with pytest.raises(IndexError, match="index 0 .* or 1"):
+        blk[2]
+    with pytest.raises(IndexError, match="index 0 .* or 1"):
+        blk[0:1]
+    assert "activation='relu'" in repr(blk)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

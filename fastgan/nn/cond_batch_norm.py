@@ -18,10 +18,12 @@ from ..ops.cond_batch_norm import conditional_batch_norm
 from .spectral_norm import SNLinear
 
 
-def _bn_forward(m, x: torch.Tensor, weight, bias, stats=None) -> torch.Tensor:
+def _bn_forward(m, x: torch.Tensor, weight, bias, stats=None, opts=None) -> torch.Tensor:
     """The call of ``torch.nn.BatchNorm2d.forward`` (momentum, num_batches_tracked, eval without running stats)
     made through the fused op; ``m`` holds the usual attributes and buffers. ``stats``: x's (count, mean, M2), used
-    when the call normalises with batch statistics (see ``conditional_batch_norm``)."""
+    when the call normalises with batch statistics (see ``conditional_batch_norm``). ``opts``: what holds
+    activation, negative_slope, sync and process_group (default ``m``)."""
+    opts = m if opts is None else opts
     if x.dim() != 4:
         raise ValueError(f"{type(m).__name__}: expected 4D input (got {x.dim()}D input)")
     factor = 0.0 if m.momentum is None else m.momentum
@@ -29,11 +31,14 @@ def _bn_forward(m, x: torch.Tensor, weight, bias, stats=None) -> torch.Tensor:
         m.num_batches_tracked.add_(1)
         factor = 1.0 / float(m.num_batches_tracked) if m.momentum is None else m.momentum
     batch_stats = m.training or (m.running_mean is None and m.running_var is None)
+    if stats is not None and not batch_stats:
+        raise ValueError(f"{type(m).__name__}: stats= replaces the batch statistics of a training call; in eval the "
+                         "running statistics normalise: leave stats out")
     use_running = not m.training or m.track_running_stats
     return conditional_batch_norm(x, weight, bias, m.running_mean if use_running else None,
                                   m.running_var if use_running else None, batch_stats, factor, m.eps,
-                                  m.activation, m.negative_slope, sync=m.sync and batch_stats,
-                                  process_group=m.process_group, stats=stats if batch_stats else None)
+                                  opts.activation, opts.negative_slope, sync=opts.sync and batch_stats,
+                                  process_group=opts.process_group, stats=stats)
 
 
 class _SyncOptions:

@@ -85,8 +85,8 @@ class DifferentiableOp:
     * ``self.op``: the ``torch.library`` custom op ``fastgan::<name>`` (schema from ``impl``'s annotations) with
       ``fake`` and the autograd formula registered: what torch.compile, torch.export and tensor subclasses run.
     * ``self.Function``: its eager twin, an ``autograd.Function`` whose forward is ``eager_forward(ctx, *args)``
-      (default: ``impl(*args)`` then ``setup_context``): eager calls skip the dispatcher, whose Python-level
-      dispatch costs tens of microseconds per call.
+      (default: ``impl(*args)`` with ``setup_context``, the form torch.func transforms need): eager calls skip the
+      dispatcher, whose Python-level dispatch costs tens of microseconds per call.
 
     ``setup_context(ctx, inputs, output)`` saves what the backward needs. The registered form sets ``ctx.traced =
     True`` (the eager form leaves it unset: read it as ``getattr(ctx, "traced", False)``) so that
@@ -107,13 +107,11 @@ class DifferentiableOp:
 
         self.op.register_autograd(backward, setup_context=traced_setup)
 
-        if eager_forward is None:
-            def eager_forward(ctx, *args):
-                out = impl(*args)
-                setup_context(ctx, args, out)
-                return out
-
+        # without an eager_forward, the twin takes torch.func's form (forward without ctx, then setup_context), so
+        # that torch.func.grad / jacrev work on it too
+        body = ({"forward": staticmethod(impl), "setup_context": staticmethod(setup_context)}
+                if eager_forward is None else {"forward": staticmethod(eager_forward)})
         # named like the op in CamelCase: autograd graphs and profiles show <Name>Backward
         self.Function = type("".join(p.title() for p in name.split("_")), (torch.autograd.Function,),
-                             {"forward": staticmethod(eager_forward), "backward": staticmethod(backward),
+                             {**body, "backward": staticmethod(backward),
                               "__doc__": f"Eager twin of fastgan::{name} (see DifferentiableOp)."})

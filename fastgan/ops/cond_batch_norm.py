@@ -354,7 +354,7 @@ def _check(x, weight, bias, running_mean, running_var, training, momentum, eps):
             raise ValueError(f"conditional_batch_norm: {name} is on {t.device} but x is on {x.device}")
     if not training and running_mean is None:
         raise ValueError("conditional_batch_norm: running_mean and running_var are needed when training=False")
-    if training and N * HW <= 1:
+    if training and N * HW == 1:
         raise ValueError(f"Expected more than 1 value per channel when training, got input size {x.shape}")
     if not (isinstance(eps, (int, float)) and 0 < eps < float("inf")):
         raise ValueError(f"conditional_batch_norm: eps must be a positive finite number, got {eps!r}")
@@ -368,10 +368,11 @@ def _check_stats(x, stats, training):
     if not training:
         raise ValueError("conditional_batch_norm: stats= replaces the batch statistics of a training call; in eval "
                          "(training=False) the running statistics normalise: leave stats out")
-    if not isinstance(stats, torch.Tensor) or tuple(stats.shape) != (3, C) or not stats.is_floating_point():
-        raise ValueError(f"conditional_batch_norm: stats must be a (3, {C}) floating-point tensor (count, mean, M2 "
-                         "per channel, from conv_transpose2d(..., bn_stats=True)), got "
-                         f"{tuple(stats.shape) if isinstance(stats, torch.Tensor) else type(stats).__name__}")
+    if (not isinstance(stats, torch.Tensor) or tuple(stats.shape) != (3, C)
+            or stats.dtype not in (torch.float32, torch.float64)):
+        got = (f"{tuple(stats.shape)} {stats.dtype}" if isinstance(stats, torch.Tensor) else type(stats).__name__)
+        raise ValueError(f"conditional_batch_norm: stats must be a (3, {C}) float32 (or float64) tensor (count, "
+                         f"mean, M2 per channel, from conv_transpose2d(..., bn_stats=True)), got {got}")
     if stats.device != x.device:
         raise ValueError(f"conditional_batch_norm: stats is on {stats.device} but x is on {x.device}")
 
@@ -437,6 +438,8 @@ def conditional_batch_norm(x: torch.Tensor, weight: torch.Tensor | None = None, 
     if check_finite:
         _op.check_finite("conditional_batch_norm", (("x", x), ("weight", weight), ("bias", bias)))
     name = _resolve(x, backend)
+    if training and x.numel() == 0:  # as F.batch_norm: an empty result, the running statistics left alone
+        return x.clone()
     if sync:
         import torch.distributed as dist
 

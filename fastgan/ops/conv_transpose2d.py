@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 
 import torch
+from torch._prims_common import suggest_memory_format
 
 from .. import _backend, activations
 from . import _op
@@ -36,10 +37,12 @@ _LAUNCH = _op.Launchers(triton="fastgan.kernels.conv_transpose2d")
 _INT32_MAX = 2 ** 31 - 1
 
 
-def _layout(x: torch.Tensor) -> torch.memory_format:
-    """The output's memory format, as F.conv_transpose2d picks it: channels_last for a channels_last x."""
-    cl = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-    return torch.channels_last if cl else torch.contiguous_format
+def _layout(x: torch.Tensor, weight: torch.Tensor) -> torch.memory_format:
+    """The output's memory format, as F.conv_transpose2d picks it: channels_last where the strides of x or of the
+    weight are channels_last's (a 1x1 or single-channel x by its exact strides)."""
+    if torch.channels_last in (suggest_memory_format(x), suggest_memory_format(weight)):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 @functools.lru_cache(maxsize=1024)
@@ -51,6 +54,8 @@ def _geometry(x_shape, weight_shape, stride, padding, output_padding, groups, di
     """plan.geometry, cached: the arguments of a layer are checked once, not on every call. (The key holds the
     arguments' types, so that True is not taken for a cached 1; symbolic shapes are checked without the cache.)"""
     args = tuple(tuple(a) if isinstance(a, list) else a for a in (stride, padding, output_padding, groups, dilation))
+    if torch.compiler.is_compiling():  # traced once per graph anyway (and dynamo warns about tracing a cache)
+        return plan.geometry(x_shape, weight_shape, *args)
     types = tuple(tuple(map(type, a)) if isinstance(a, tuple) else type(a) for a in args)
     try:
         return _checked_geometry(tuple(x_shape), tuple(weight_shape), args, types)
@@ -68,11 +73,11 @@ def _impl(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stri
           backend: str) -> tuple[torch.Tensor, torch.Tensor]:
     geom = _geometry(x.shape, weight.shape, stride, padding, output_padding, groups, dilation)
     if backend == "torch":
-        y = ref.forward(x, weight, bias, geom, act, slope).contiguous(memory_format=_layout(x))
+        y = ref.forward(x, weight, bias, geom, act, slope).contiguous(memory_format=_layout(x, weight))
         return y, (ref.moments(y) if bn_stats else _no_stats(x))
     c_out = weight.shape[1] * groups
     y = torch.empty((x.shape[0], c_out, *geom.out_size), dtype=x.dtype, device=x.device,
-                    memory_format=_layout(x))
+                    memory_format=_layout(x, weight))
     stats = torch.empty((3, c_out), dtype=torch.float32, device=x.device) if bn_stats else None
     # the kernel reads the weight as (kH, kW, C_in, C_out / groups): output channels contiguous
     _LAUNCH[backend].conv_transpose2d(x, weight.permute(2, 3, 0, 1).contiguous(), bias, plan.for_kernels(geom), y,
@@ -87,7 +92,8 @@ def _no_stats(x):
 def _fake(x, weight, bias, stride, padding, output_padding, groups, dilation, act, slope, bn_stats, backend):
     geom = _geometry(x.shape, weight.shape, stride, padding, output_padding, groups, dilation)
     c_out = weight.shape[1] * groups
-    y = torch.empty((x.shape[0], c_out, *geom.out_size), dtype=x.dtype, device=x.device, memory_format=_layout(x))
+    y = torch.empty((x.shape[0], c_out, *geom.out_size), dtype=x.dtype, device=x.device,
+                    memory_format=_layout(x, weight))
     acc = _op.acc_dtype(x.dtype)
     return y, (x.new_empty((3, c_out), dtype=acc) if bn_stats else _no_stats(x))
 
@@ -141,11 +147,16 @@ def _too_large_for_kernels(x, weight, geom):
 
 
 def _autocast(x, weight, bias):
-    """The tensors in autocast's dtype where autocast is on for x's device (as F.conv_transpose2d is cast)."""
-    dev = x.device.type
+    """The tensors cast as autocast casts F.conv_transpose2d's where it is on for x's device: floating-point tensors
+    other than float64 to its dtype (float64 is left alone)."""
+    dev = x.device.type if isinstance(x, torch.Tensor) else None
     if dev in ("cuda", "cpu") and torch.is_autocast_enabled(dev):
         dt = torch.get_autocast_dtype(dev)
-        return x.to(dt), weight.to(dt), None if bias is None else bias.to(dt)
+
+        def cast(t):
+            ok = isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.float64
+            return t.to(dt) if ok else t
+        return cast(x), cast(weight), cast(bias)
     return x, weight, bias
 
 
@@ -159,8 +170,8 @@ def conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     """``F.conv_transpose2d`` with a fused activation and, optionally, the output's batch-norm statistics.
 
     Args:
-        x: (N, C_in, H, W) float32, float16 or bfloat16 (float64 on the torch backend); any strides (NCHW and
-            channels_last run without a copy).
+        x: (N, C_in, H, W) (or unbatched (C_in, H, W)) float32, float16 or bfloat16 (float64 on the torch
+            backend); any strides (NCHW and channels_last run without a copy).
         weight: (C_in, C_out / groups, kH, kW), the dtype and device of x; bias: (C_out,) or None.
         stride, padding, output_padding, dilation: ints or pairs; groups: an int; as ``F.conv_transpose2d``.
         activation: None, 'relu', 'leaky_relu' (slope ``negative_slope``; ``('leaky_relu', 0.2)`` also works),
@@ -173,13 +184,18 @@ def conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
         check_finite: raise if x, weight or bias holds NaN or Inf (a pass and a host sync).
 
     Returns:
-        y (N, C_out, H_out, W_out) in the dtype of x, channels_last if x is; ``(y, stats)`` with ``bn_stats``.
+        y (N, C_out, H_out, W_out) in the dtype of x, channels_last where x or the weight is (as torch picks it);
+        ``(y, stats)`` with ``bn_stats``.
         Differentiable in x, weight and bias, double backward included. Under ``torch.autocast`` the inputs are
         cast to its dtype first, as for ``F.conv_transpose2d``.
     """
     where = "conv_transpose2d"
-    _check(x, weight, bias, where)
     x, weight, bias = _autocast(x, weight, bias)
+    _check(x, weight, bias, where)
+    if x.dim() == 3:  # unbatched (C_in, H, W), as F.conv_transpose2d takes it
+        out = conv_transpose2d(x.unsqueeze(0), weight, bias, stride, padding, output_padding, groups, dilation,
+                               activation, negative_slope, bn_stats, backend=backend, check_finite=check_finite)
+        return (out[0].squeeze(0), out[1]) if bn_stats else out.squeeze(0)
     geom = _geometry(x.shape, weight.shape, stride, padding, output_padding, groups, dilation)
     if bias is not None and tuple(bias.shape) != (weight.shape[1] * groups,):
         raise ValueError(f"{where}: bias has shape {tuple(bias.shape)}, expected ({weight.shape[1] * groups},): "
@@ -218,16 +234,16 @@ def upsample_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
         y (N, C_out, 2H, 2W) (and stats with ``bn_stats``); differentiable in x, weight and bias (through the merge).
     """
     where = "upsample_conv2d"
+    x, weight, bias = _autocast(x, weight, bias)
     _check(x, weight, bias, where)
     if weight.dim() != 4 or weight.shape[2] != weight.shape[3] or weight.shape[2] % 2 == 0:
         raise ValueError(f"{where}: weight must be a conv2d weight (C_out, C_in / groups, k, k) with k odd (padding "
                          f"k // 2 keeps the size), got shape {tuple(weight.shape)}")
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or weight.shape[0] % groups:
         raise ValueError(f"{where}: groups must be a positive int dividing C_out = {weight.shape[0]}, got {groups!r}")
-    if x.dim() != 4 or x.shape[1] != weight.shape[1] * groups:
-        raise ValueError(f"{where}: x must be (N, C_in, H, W) with C_in = {weight.shape[1] * groups} (weight "
-                         f"{tuple(weight.shape)}, groups {groups}), got shape {tuple(x.shape)}")
-    x, weight, bias = _autocast(x, weight, bias)
+    if x.dim() not in (3, 4) or x.shape[-3] != weight.shape[1] * groups:
+        raise ValueError(f"{where}: x must be (N, C_in, H, W) or (C_in, H, W) with C_in = {weight.shape[1] * groups} "
+                         f"(weight {tuple(weight.shape)}, groups {groups}), got shape {tuple(x.shape)}")
     merged, padding = ref.upsample_weight(weight, groups)
     return conv_transpose2d(x, merged, bias, 2, padding, 0, groups, 1, activation, negative_slope, bn_stats,
                             backend=backend, check_finite=check_finite)

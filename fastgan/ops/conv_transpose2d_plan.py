@@ -14,19 +14,27 @@ ints (fields ``T_*``), then every phase's taps as (kernel index, offset) pairs.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
+
+import torch
 
 # the fields of a phase's row in the launch table (the Triton kernel reads them by these names)
 T_ROWS, T_COLS, T_Q0_R, T_Q0_C, T_FIRST_R, T_FIRST_C, T_TAPS_H, T_TAPS_W, T_TAPS_AT, T_TILE0 = range(10)
 T_FIELDS = 10
 
 
+def _int(v) -> bool:
+    """An int as torch's conv arguments take them: Python and numpy integers, symbolic ints (torch.compile with
+    dynamic shapes); not bools."""
+    return not isinstance(v, bool) and isinstance(v, (numbers.Integral, torch.SymInt))
+
+
 def _pair(value, name: str) -> tuple[int, int]:
-    if isinstance(value, int) and not isinstance(value, bool):
+    if _int(value):
         return value, value
-    if (isinstance(value, (tuple, list)) and len(value) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
-        return tuple(value)
+    if isinstance(value, (tuple, list)) and len(value) in (1, 2) and all(_int(v) for v in value):
+        return (value[0], value[-1])
     raise TypeError(f"conv_transpose2d: {name} must be an int or a pair of ints, got {value!r}")
 
 
@@ -72,7 +80,7 @@ def geometry(x_shape, weight_shape, stride=1, padding=0, output_padding=0, group
     kW) as ``F.conv_transpose2d`` takes them; raise TypeError/ValueError naming the argument."""
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
     output_padding, dilation = _pair(output_padding, "output_padding"), _pair(dilation, "dilation")
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+    if not _int(groups) or groups < 1:
         raise ValueError(f"conv_transpose2d: groups must be a positive int, got {groups!r}")
     if len(x_shape) != 4:
         raise ValueError(f"conv_transpose2d: x must have shape (N, C_in, H, W), got {tuple(x_shape)}")

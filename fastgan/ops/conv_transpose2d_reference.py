@@ -44,11 +44,20 @@ def composite_backward(gy, x, weight, y, has_bias: bool, geom: plan.Geometry, ac
 def upsample_weight(weight: torch.Tensor, groups: int) -> tuple[torch.Tensor, int]:
     """(the transposed-convolution weight (C_in, C_out / groups, K, K), its padding) computing nearest x2
     upsampling then ``F.conv2d(., weight, padding=k // 2, groups=groups)`` for a conv2d weight (C_out,
-    C_in / groups, k, k), k odd; a differentiable torch op of ``weight`` (the merge of ``plan.upsample_conv``)."""
+    C_in / groups, k, k), k odd; a differentiable torch op of ``weight`` (the merge of ``plan.upsample_conv``).
+    The merged taps are rounded once to the weight's dtype: in bfloat16 the result is off by about twice eager's
+    rounding, and float16 taps whose sums exceed its range (|w| > 16k) overflow."""
     c_out, c_in_g, k, _ = weight.shape
     a_rows, padding = plan.upsample_conv(k)
     acc = torch.float64 if weight.dtype == torch.float64 else torch.float32  # sums of taps: round once
-    a = torch.tensor(a_rows, dtype=acc, device=weight.device)
+    # merged[r] = the sum of the taps t with A[r, t] = 1, along each spatial axis: sums only (a product with A's
+    # zeros would turn an infinite tap into NaN where torch's convolution keeps it infinite)
+    rows, taps = zip(*[(r, t) for r, row in enumerate(a_rows) for t, v in enumerate(row) if v])
+    rows_i = torch.tensor(rows, device=weight.device)
+    taps_i = torch.tensor(taps, device=weight.device)
     w = weight.to(acc).reshape(groups, c_out // groups, c_in_g, k, k).transpose(1, 2)
-    merged = torch.einsum("ai,bj,coij->coab", a, a, w.reshape(groups * c_in_g, c_out // groups, k, k))
-    return merged.to(weight.dtype).contiguous(), padding
+    w = w.reshape(groups * c_in_g, c_out // groups, k, k)
+    size = len(a_rows)
+    w = w.new_zeros(*w.shape[:2], size, k).index_add(2, rows_i, w.index_select(2, taps_i))
+    w = w.new_zeros(*w.shape[:3], size).index_add(3, rows_i, w.index_select(3, taps_i))
+    return w.to(weight.dtype).contiguous(), padding
