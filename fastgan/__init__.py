@@ -11,16 +11,19 @@ from .checkpoints import (
 )
 from .convert import convert
 from .ops import (
-    conditional_batch_norm,
-    conv_transpose2d,
-    spectral_norm_power_iteration_,
-    spectral_normalize,
-    upsample_conv2d,
+                          conditional_batch_norm,
+                          conv_transpose2d,
+                          spectral_norm_power_iteration_,
+                          spectral_normalize,
+                          upsample_conv2d,
 )
+from .ops.gradient_penalty import interpolate_samples, penalty_of_gradient
+from .penalties import LazyRegularizer, dragan_penalty, gradient_penalty, r1_penalty, r2_penalty
 
 __version__ = "0.1.0"
 
 __all__ = ["BackendUnavailable", "conditional_batch_norm", "conv_transpose2d", "convert", "current_backend",
-           "from_biggan_ccbn", "from_biggan_spectral_norm", "from_legacy_spectral_norm", "from_studiogan_cbn",
-           "metrics", "nn", "spectral_norm_power_iteration_", "spectral_normalize", "to_biggan_ccbn",
-           "to_studiogan_cbn", "upsample_conv2d", "use_backend", "__version__"]
+           "dragan_penalty", "from_biggan_ccbn", "from_biggan_spectral_norm", "from_legacy_spectral_norm",
+           "from_studiogan_cbn", "gradient_penalty", "interpolate_samples", "LazyRegularizer", "metrics", "nn",
+           "penalty_of_gradient", "r1_penalty", "r2_penalty", "spectral_norm_power_iteration_", "spectral_normalize",
+           "to_biggan_ccbn", "to_studiogan_cbn", "upsample_conv2d", "use_backend", "__version__"]

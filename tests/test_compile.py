@@ -10,7 +10,9 @@ import pytest
 from fastgan import _backend
 
 # kernels whose loads must be 16 bytes wide on aligned data (the ones that move the bytes)
-BANDWIDTH_KERNELS = {"_sn_rows_kernel", "_sn_cols_kernel", "_sn_scale_kernel", "_sn_dot_kernel", "_sn_grad_kernel"}
+BANDWIDTH_KERNELS = {"_sn_rows_kernel", "_sn_cols_kernel", "_sn_scale_kernel", "_sn_dot_kernel", "_sn_grad_kernel",
+                     "_interpolate_kernel", "_interpolate_backward_kernel", "_squared_norm_partials_kernel",
+                     "_scale_rows_kernel"}
 
 
 @pytest.fixture(scope="module")

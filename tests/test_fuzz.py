@@ -310,6 +310,47 @@ def test_conv_transpose2d_backends_agree(case):
         _same(_outcome(lambda: _ct_call(backend, x, w, b, options)), reference, compare)
 
 
+# ---------------------------------------------------------------- gradient penalty ops
+
+
+@st.composite
+def penalty_cases(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    shape = (draw(st.sampled_from([1, 2, 3, 5])),) + tuple(draw(SIZES) for _ in range(draw(st.integers(0, 3))))
+    regime = draw(st.sampled_from(REGIMES))
+    seed = draw(st.integers(0, 2**16))
+    g = _laid_out(draw, _values(draw, shape, dtype, regime, seed))
+    real = _values(draw, shape, dtype, "normal", seed + 1)
+    eps = torch.rand(shape[0], generator=torch.Generator().manual_seed(seed))
+    options = dict(kind=draw(st.sampled_from(["norm", "squared"])), weight=draw(st.sampled_from([0.0, 1.0, 10.0])),
+                   center=draw(st.sampled_from([0.0, 1.0])), one_sided=draw(st.booleans()))
+    return g, real, eps, options
+
+
+def _penalty_call(backend, g, real, eps, options):
+    gg = g.clone().to(DEVICE).requires_grad_()
+    pen = fastgan.penalty_of_gradient(gg, backend=backend, **options)
+    (dg,) = torch.autograd.grad(pen, gg)
+    x = fastgan.interpolate_samples(real.to(DEVICE), g.detach().to(DEVICE), eps.to(DEVICE), backend=backend)
+    return pen, dg, x
+
+
+@given(penalty_cases())
+def test_gradient_penalty_ops_backends_agree(case):
+    g, real, eps, options = case
+    note(f"g {tuple(g.shape)} {g.dtype} strides {g.stride()}, {options}")
+    reference = _outcome(lambda: _penalty_call("torch", g, real, eps, options))
+    u = ROUNDING[g.dtype]
+
+    def compare(got, ref):
+        _close("penalty", got[0], ref[0], 1e-5, 1e-30)
+        _close("seed gradient", got[1], ref[1], 4 * u + 1e-5, 1e-30)
+        _close("interpolate", got[2], ref[2], 4 * u, 1e-30)
+
+    for backend in KERNEL_BACKENDS:
+        _same(_outcome(lambda: _penalty_call(backend, g, real, eps, options)), reference, compare)
+
+
 def test_profiles_are_registered():
     profile = hypothesis.settings()
     assert profile.deadline is None and profile.max_examples >= 20

@@ -1,0 +1,215 @@
+"""Gradient penalties (fastgan/penalties.py) against the textbook autograd.grad(create_graph=True) implementations
+in float64, for discriminators of torch layers and of fastgan layers; the fused ops (interpolation, penalty of a
+gradient) against their references, under the interpreter for the Triton kernels; gradcheck; lazy regularisation;
+bad input."""
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import INTERPRETING
+from torch import nn
+
+import fastgan
+from fastgan.ops import gradient_penalty_reference as ref
+
+KERNEL_BACKENDS = [pytest.param("triton", marks=pytest.mark.kernels)]
+CPU_BACKENDS = ["torch"] + (KERNEL_BACKENDS if INTERPRETING else [])
+
+
+def dcgan_critic(dtype=torch.float64):
+    """A DCGAN-style WGAN-GP critic at 16x16 (no batch norm: layer norm would go here)."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(8, 16, 4, 2, 1), nn.LeakyReLU(0.2),
+                         nn.Conv2d(16, 1, 4, 1, 0), nn.Flatten()).to(dtype)
+
+
+class ProjectionD(nn.Module):
+    """An SNGAN-style projection discriminator of fastgan layers: SN convs, an SN linear, an SN class embedding,
+    and (to cover it under the penalty) a transposed convolution."""
+
+    def __init__(self, n_classes=3):
+        super().__init__()
+        torch.manual_seed(1)
+        self.up = fastgan.nn.ConvTranspose2d(3, 4, 4, 2, 1, activation="leaky_relu", negative_slope=0.2)
+        self.c1 = fastgan.nn.SNConv2d(4, 8, 3, 2, 1)
+        self.c2 = fastgan.nn.SNConv2d(8, 8, 3, 2, 1)
+        self.lin = fastgan.nn.SNLinear(8, 1)
+        self.embed = fastgan.nn.SNEmbedding(n_classes, 8)
+
+    def forward(self, x, y):
+        h = F.leaky_relu(self.c2(F.leaky_relu(self.c1(self.up(x)), 0.2)), 0.2).sum(dim=(2, 3))
+        return self.lin(h).squeeze(1) + (self.embed(y) * h).sum(1)
+
+
+def textbook_wgan_gp(D, real, fake, eps, weight=10.0, center=1.0, args=()):
+    e = eps.view(-1, *([1] * (real.dim() - 1))).to(real.dtype)
+    x = (e * real + (1 - e) * fake).detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(D(x, *args).sum(), x, create_graph=True)
+    return weight * ((g.reshape(g.shape[0], -1).norm(2, dim=1) - center) ** 2).mean()
+
+
+def textbook_r1(D, real, gamma=10.0, args=()):
+    x = real.detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(D(x, *args).sum(), x, create_graph=True)
+    return gamma / 2 * g.reshape(g.shape[0], -1).pow(2).sum(1).mean()
+
+
+def _param_grads(loss, module):
+    return torch.autograd.grad(loss, list(module.parameters()), allow_unused=True, materialize_grads=True)
+
+
+def _assert_same(p, p_ref, D, tol):
+    torch.testing.assert_close(p.double(), p_ref.double(), rtol=tol, atol=tol)
+    for a, b in zip(_param_grads(p, D), _param_grads(p_ref, D)):
+        torch.testing.assert_close(a.double(), b.double(), rtol=tol, atol=tol * max(1.0, float(b.abs().max())))
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_wgan_gp_and_r1_are_the_textbook_ones_for_a_torch_critic(backend):
+    dtype, tol = (torch.float64, 1e-10) if backend == "torch" else (torch.float32, 2e-5)
+    D = dcgan_critic(dtype)
+    g = torch.Generator().manual_seed(2)
+    real, fake = torch.randn(5, 3, 16, 16, generator=g, dtype=dtype), torch.randn(5, 3, 16, 16, generator=g,
+                                                                                  dtype=dtype)
+    eps = torch.rand(5, generator=g, dtype=dtype)
+    _assert_same(fastgan.gradient_penalty(D, real, fake, eps=eps, backend=backend),
+                 textbook_wgan_gp(D, real, fake, eps), D, tol)
+    _assert_same(fastgan.gradient_penalty(D, real, fake, eps=eps, weight=3.0, center=0.5, backend=backend),
+                 textbook_wgan_gp(D, real, fake, eps, 3.0, 0.5), D, tol)
+    _assert_same(fastgan.r1_penalty(D, real, 10.0, backend=backend), textbook_r1(D, real, 10.0), D, tol)
+    _assert_same(fastgan.r2_penalty(D, fake, 1.0, backend=backend), textbook_r1(D, fake, 1.0), D, tol)
+
+
+def test_penalties_through_fastgan_layers_match_the_textbook():
+    D = ProjectionD().double()
+    g = torch.Generator().manual_seed(3)
+    real, fake = torch.randn(4, 3, 8, 8, generator=g, dtype=torch.float64), torch.randn(4, 3, 8, 8, generator=g,
+                                                                                        dtype=torch.float64)
+    labels, eps = torch.tensor([0, 2, 1, 2]), torch.rand(4, generator=g, dtype=torch.float64)
+    with fastgan.use_backend("torch"):
+        D.eval()  # the power iteration left alone: both calls see the same weights
+        _assert_same(fastgan.gradient_penalty(D, real, fake, eps=eps, critic_args=(labels,)),
+                     textbook_wgan_gp(D, real, fake, eps, args=(labels,)), D, 1e-9)
+        pen, out = fastgan.r1_penalty(D, real, 10.0, critic_args=(labels,), return_outputs=True)
+        _assert_same(pen, textbook_r1(D, real, 10.0, args=(labels,)), D, 1e-9)
+        torch.testing.assert_close(out, D(real, labels))  # D(real), usable by the adversarial loss
+
+
+def test_one_sided_penalty_and_batch_of_one():
+    D = dcgan_critic()
+    real, fake = torch.randn(1, 3, 16, 16, dtype=torch.float64), torch.randn(1, 3, 16, 16, dtype=torch.float64)
+    eps = torch.tensor([0.3], dtype=torch.float64)
+    x = (0.3 * real + 0.7 * fake).requires_grad_(True)
+    size = float(torch.autograd.grad(D(x).sum(), x)[0].norm())
+    for center in (0.5 * size, 2 * size):  # active and inactive
+        (g,) = torch.autograd.grad(D(x).sum(), x, create_graph=True)
+        expected = 10 * torch.clamp(g.norm() - center, min=0) ** 2
+        _assert_same(fastgan.gradient_penalty(D, real, fake, eps=eps, center=center, one_sided=True,
+                                              backend="torch"), expected, D, 1e-10)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_fused_ops_match_their_references(backend):
+    for dtype in ((torch.float32, torch.bfloat16, torch.float16) if backend != "torch" else (torch.float64,)):
+        g = torch.Generator().manual_seed(4)
+        real = torch.randn(3, 5, 7, 11, generator=g).to(dtype)  # 385 elements a sample: one partial tile
+        fake = torch.randn(3, 5, 7, 11, generator=g).to(dtype)
+        eps = torch.rand(3, generator=g)
+        x = fastgan.interpolate_samples(real, fake, eps, backend=backend)
+        e = eps.double().view(3, 1, 1, 1)
+        torch.testing.assert_close(x.double(), e * real.double() + (1 - e) * fake.double(), rtol=0,
+                                   atol=4 * float(torch.finfo(dtype).eps) * 4)
+        grad = torch.randn(3, 2, 700, generator=g).to(dtype).requires_grad_(True)  # 1400: two blocks a sample
+        grad.data[1].zero_()  # a zero gradient: the norm penalty's seed is 0 there, as torch's norm backward
+        for kind, center in (("norm", 1.0), ("squared", 0.0)):
+            p = fastgan.penalty_of_gradient(grad, kind, 10.0, center, backend=backend)
+            gd = grad.detach().double().requires_grad_(True)
+            n = gd.reshape(3, -1).norm(dim=1)
+            pr = 10 * ((n - 1) ** 2).mean() if kind == "norm" else 5 * (n ** 2).mean()
+            torch.testing.assert_close(p.double(), pr, rtol=1e-5, atol=1e-6)
+            (dg,) = torch.autograd.grad(p, grad)
+            (dr,) = torch.autograd.grad(pr, gd)
+            torch.testing.assert_close(dg.double(), dr, rtol=1e-2 if dtype != torch.float32 else 1e-5,
+                                       atol=1e-3 * float(dr.abs().max()))
+
+
+def test_gradcheck_of_the_fused_ops():
+    g = torch.randn(3, 4, 5, dtype=torch.float64, requires_grad=True)
+    for kind, one_sided in (("norm", False), ("norm", True), ("squared", False)):
+        assert torch.autograd.gradcheck(lambda t: fastgan.penalty_of_gradient(t, kind, 2.0, 0.5, one_sided,
+                                                                              backend="torch"), (g,))
+        assert torch.autograd.gradgradcheck(lambda t: fastgan.penalty_of_gradient(t, kind, 2.0, 0.5, one_sided,
+                                                                                  backend="torch"), (g,))
+    real, fake = (torch.randn(3, 4, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    eps = torch.rand(3, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda r, f: fastgan.interpolate_samples(r, f, eps, backend="torch"),
+                                    (real, fake))
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_opcheck(backend):
+    g = torch.randn(3, 4, 5, requires_grad=True)
+    torch.library.opcheck(torch.ops.fastgan.gradient_penalty.default, (g, ref.NORM, 10.0, 1.0, False, backend))
+    torch.library.opcheck(torch.ops.fastgan.gradient_penalty.default, (g, ref.SQUARED, 1.0, 0.0, False, backend))
+    real, fake = torch.randn(3, 4, 5, requires_grad=True), torch.randn(3, 4, 5)
+    torch.library.opcheck(torch.ops.fastgan.gradient_penalty_interpolate.default, (real, fake, torch.rand(3),
+                                                                                   backend))
+
+
+def test_lazy_regularizer_gives_k_times_the_penalty_every_k_steps():
+    D = dcgan_critic()
+    real = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    lazy = fastgan.LazyRegularizer(fastgan.r1_penalty, every=4)
+    got = [lazy(D, real, 10.0, backend="torch") for _ in range(9)]
+    full = fastgan.r1_penalty(D, real, 10.0, backend="torch")
+    assert [p is not None for p in got] == [True, False, False, False, True, False, False, False, True]
+    torch.testing.assert_close(got[4], 4 * full)
+    resumed = fastgan.LazyRegularizer(fastgan.r1_penalty, every=4)
+    resumed.load_state_dict(lazy.state_dict())
+    assert resumed.due() == lazy.due() and resumed.step == 9
+    with pytest.raises(ValueError, match="every must be a positive int"):
+        fastgan.LazyRegularizer(fastgan.r1_penalty, every=0)
+
+
+def test_grad_scaler_gradient_is_unscaled_before_its_norm():
+    class Scaler:  # the two calls of torch.amp.GradScaler a penalty makes (a GradScaler needs a GPU to scale)
+        def scale(self, t):
+            return t * 1024.0
+
+        def get_scale(self):
+            return 1024.0
+
+    D = dcgan_critic()
+    real, fake = torch.randn(3, 3, 16, 16, dtype=torch.float64), torch.randn(3, 3, 16, 16, dtype=torch.float64)
+    eps = torch.rand(3, dtype=torch.float64)
+    _assert_same(fastgan.gradient_penalty(D, real, fake, eps=eps, scaler=Scaler(), backend="torch"),
+                 textbook_wgan_gp(D, real, fake, eps), D, 1e-10)
+
+
+def test_bad_input_is_refused_with_a_clear_error():
+    D = dcgan_critic()
+    real = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    with pytest.raises(ValueError, match="real and fake must have one shape, dtype and device"):
+        fastgan.gradient_penalty(D, real, torch.randn(2, 3, 8, 8, dtype=torch.float64))
+    with pytest.raises(ValueError, match="real and fake must have one shape, dtype and device"):
+        fastgan.gradient_penalty(D, real, real.float())
+    with pytest.raises(ValueError, match="weight must be a finite number >= 0"):
+        fastgan.gradient_penalty(D, real, real, weight=-1.0)
+    with pytest.raises(ValueError, match="does not depend on its input"):
+        fastgan.r1_penalty(lambda x: D(x.detach()), real)
+    with pytest.raises(ValueError, match="no samples"):
+        fastgan.r1_penalty(D, real[:0])
+    with pytest.raises(ValueError, match="kind must be one of"):
+        fastgan.penalty_of_gradient(real, "l1")
+    bad = real.clone()
+    bad[1, 0, 3, 3] = float("nan")
+
+    def square(x):  # its gradient 2x is NaN where x is
+        return (x * x).sum(dim=(1, 2, 3))
+
+    with pytest.raises(FloatingPointError, match="NaN or Inf for 1 of 2 samples"):
+        fastgan.r1_penalty(square, bad)
+    pen = fastgan.r1_penalty(square, bad, nan_to_num=True)
+    good = real.clone()
+    good[1, 0, 3, 3] = 0.0
+    torch.testing.assert_close(pen, fastgan.r1_penalty(square, good))
+    assert torch.isnan(fastgan.r1_penalty(square, bad, check_finite=False))  # asked for: no check
