@@ -24,11 +24,17 @@ NUM_WARPS = 4
 
 
 @triton.jit
-def _interpolate_kernel(real_ptr, fake_ptr, eps_ptr, out_ptr, D, BLOCK: tl.constexpr):
+def _sample_block(D, BLOCK: tl.constexpr):
+    """(sample n, offsets of this program's block of it, their mask): program (n, b) takes elements
+    b BLOCK ... (b + 1) BLOCK - 1 of sample n."""
     n = tl.program_id(0)
     d = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    ok = d < D
-    at = n.to(tl.int64) * D + d
+    return n, n.to(tl.int64) * D + d, d < D
+
+
+@triton.jit
+def _interpolate_kernel(real_ptr, fake_ptr, eps_ptr, out_ptr, D, BLOCK: tl.constexpr):
+    n, at, ok = _sample_block(D, BLOCK)
     e = tl.load(eps_ptr + n).to(tl.float32)
     r = tl.load(real_ptr + at, mask=ok, other=0.0).to(tl.float32)
     f = tl.load(fake_ptr + at, mask=ok, other=0.0).to(tl.float32)
@@ -37,10 +43,7 @@ def _interpolate_kernel(real_ptr, fake_ptr, eps_ptr, out_ptr, D, BLOCK: tl.const
 
 @triton.jit
 def _interpolate_backward_kernel(g_ptr, eps_ptr, d_real_ptr, d_fake_ptr, D, BLOCK: tl.constexpr):
-    n = tl.program_id(0)
-    d = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    ok = d < D
-    at = n.to(tl.int64) * D + d
+    n, at, ok = _sample_block(D, BLOCK)
     e = tl.load(eps_ptr + n).to(tl.float32)
     g = tl.load(g_ptr + at, mask=ok, other=0.0).to(tl.float32)
     tl.store(d_real_ptr + at, (e * g).to(d_real_ptr.dtype.element_ty), mask=ok)
@@ -58,10 +61,7 @@ def _squared_norm_partials_kernel(g_ptr, part_ptr, D, n_blocks, BLOCK: tl.conste
 
 @triton.jit
 def _scale_rows_kernel(g_ptr, coef_ptr, out_ptr, D, BLOCK: tl.constexpr):
-    n = tl.program_id(0)
-    d = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    ok = d < D
-    at = n.to(tl.int64) * D + d
+    n, at, ok = _sample_block(D, BLOCK)
     c = tl.load(coef_ptr + n)
     g = tl.load(g_ptr + at, mask=ok, other=0.0).to(tl.float32)
     tl.store(out_ptr + at, (c * g).to(out_ptr.dtype.element_ty), mask=ok)
