@@ -213,3 +213,23 @@ def test_bad_input_is_refused_with_a_clear_error():
     good[1, 0, 3, 3] = 0.0
     torch.testing.assert_close(pen, fastgan.r1_penalty(square, good))
     assert torch.isnan(fastgan.r1_penalty(square, bad, check_finite=False))  # asked for: no check
+
+
+def test_r1_through_fastgan_batch_norm_in_training_matches_torch():
+    def make(bn):
+        torch.manual_seed(5)
+        return nn.Sequential(nn.Conv2d(3, 6, 3, 2, 1), bn(6), nn.LeakyReLU(0.2), nn.Flatten(),
+                             nn.Linear(6 * 4 * 4, 1)).double()
+
+    ref_D = make(nn.BatchNorm2d)
+    D = make(lambda c: fastgan.nn.BatchNorm2d(c, activation=None))
+    D.load_state_dict(ref_D.state_dict())
+    real = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    with fastgan.use_backend("torch"):
+        pen = fastgan.r1_penalty(D, real, 10.0)
+        grads = _param_grads(pen, D)
+    pen_ref = textbook_r1(ref_D, real, 10.0)
+    torch.testing.assert_close(pen, pen_ref)
+    for a, b in zip(grads, _param_grads(pen_ref, ref_D)):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(D[1].running_var, ref_D[1].running_var)
