@@ -46,6 +46,20 @@ PYBIND11_MODULE(_C, m) {
         py::arg("k"), py::arg("dx"), py::arg("N"), py::arg("C"), py::arg("HW"), py::arg("w_stride_n"),
         py::arg("channels_last"), py::arg("act"), py::arg("slope"), py::arg("eval"), py::arg("eps"), py::arg("inv_m"),
         py::arg("dtype"), py::arg("device"), py::arg("stream"));
+  m.def("gradient_penalty_interpolate", &fastgan::gradient_penalty_interpolate,
+        "gradient penalty: out = fake + eps (real - fake) per sample", py::arg("real"), py::arg("fake"), py::arg("eps"),
+        py::arg("out"), py::arg("N"), py::arg("D"), py::arg("dtype"), py::arg("device"), py::arg("stream"));
+  m.def("gradient_penalty_interpolate_backward", &fastgan::gradient_penalty_interpolate_backward,
+        "gradient penalty: d_real = eps g, d_fake = (1 - eps) g per sample", py::arg("g"), py::arg("eps"),
+        py::arg("d_real"), py::arg("d_fake"), py::arg("N"), py::arg("D"), py::arg("dtype"), py::arg("device"),
+        py::arg("stream"));
+  m.def("gradient_penalty_squared_norms", &fastgan::gradient_penalty_squared_norms,
+        "gradient penalty: per-sample sums of squares (partials per tile, then their fixed-order sum)", py::arg("g"),
+        py::arg("part"), py::arg("n_tiles"), py::arg("norms"), py::arg("N"), py::arg("D"), py::arg("dtype"),
+        py::arg("device"), py::arg("stream"));
+  m.def("gradient_penalty_scale_rows", &fastgan::gradient_penalty_scale_rows,
+        "gradient penalty: out = coef g per sample", py::arg("g"), py::arg("coef"), py::arg("out"), py::arg("N"),
+        py::arg("D"), py::arg("dtype"), py::arg("device"), py::arg("stream"));
   m.def("spectral_norm_layout", &fastgan::spectral_norm_layout,
         "table field indices and tile sizes the kernels were compiled with");
 }

@@ -42,4 +42,15 @@ void cond_batch_norm_backward_dx(uintptr_t dy, uintptr_t x, uintptr_t mean, uint
                                  int64_t w_stride_n, bool channels_last, int act, double slope, bool eval, double eps,
                                  double inv_m, int dtype, int device, uintptr_t stream);
 
+// Gradient penalties (gradient_penalty.cu, described in gradient_penalty.h). real, fake, out, g, d_real, d_fake: (N, D)
+// contiguous of `dtype`; eps, coef (N,), part (N, n_tiles) and norms (N,) float32.
+void gradient_penalty_interpolate(uintptr_t real, uintptr_t fake, uintptr_t eps, uintptr_t out, int64_t N, int64_t D,
+                                  int dtype, int device, uintptr_t stream);
+void gradient_penalty_interpolate_backward(uintptr_t g, uintptr_t eps, uintptr_t d_real, uintptr_t d_fake, int64_t N,
+                                           int64_t D, int dtype, int device, uintptr_t stream);
+void gradient_penalty_squared_norms(uintptr_t g, uintptr_t part, int64_t n_tiles, uintptr_t norms, int64_t N, int64_t D,
+                                    int dtype, int device, uintptr_t stream);
+void gradient_penalty_scale_rows(uintptr_t g, uintptr_t coef, uintptr_t out, int64_t N, int64_t D, int dtype,
+                                 int device, uintptr_t stream);
+
 }  // namespace fastgan

@@ -1,9 +1,9 @@
 """The Python side of the CUDA backend (fastgan/ops/*_cuda.py) calls every entry point of csrc/ops.h with the
 arguments it declares: as many, each of the declared kind (an address or integer, a bool, a float), with addresses
-of the tensors the stage works on. Run on the CPU: the calls of both ops go through the cuda backend with the
+of the tensors the stage works on. Run on the CPU: the calls of every op go through the cuda backend with the
 extension replaced by one that checks each call against ops.h (the kernels themselves are tested under the
-emulation and on the GPU). The spectral-norm launchers also run under the emulation; the conditional-batch-norm
-ones only here."""
+emulation and on the GPU). The spectral-norm and gradient-penalty launchers also run under the emulation; the
+conditional-batch-norm ones only here."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -92,3 +92,23 @@ def test_spectral_norm_calls_match_ops_h(ext):
     assert names == ["spectral_norm_power_iteration", "spectral_norm_normalize", "spectral_norm_normalize_backward"]
     assert ext.calls[0][1]["n_iter"] == 2 and ext.calls[0][1]["groups"] == 2
     assert all(a["stream"] == 7 for _, a in ext.calls)
+
+
+def test_gradient_penalty_calls_match_ops_h(ext):
+    real, fake = torch.randn(3, 2, 5, 7, requires_grad=True), torch.randn(3, 2, 5, 7, requires_grad=True)
+    eps = torch.rand(3)
+    x = fastgan.interpolate_samples(real, fake, eps, backend="cuda")
+    torch.autograd.grad(x, (real, fake), torch.ones_like(x))
+    g = torch.randn(3, 5000, dtype=torch.bfloat16, requires_grad=True)
+    torch.autograd.grad(fastgan.penalty_of_gradient(g, backend="cuda"), g)
+    names = [n for n, _ in ext.calls]
+    assert names == ["gradient_penalty_interpolate", "gradient_penalty_interpolate_backward",
+                     "gradient_penalty_squared_norms", "gradient_penalty_squared_norms",  # forward, then backward
+                     "gradient_penalty_scale_rows"]
+    calls = [a for _, a in ext.calls]
+    assert all(a["stream"] == 7 for a in calls)
+    assert calls[0]["real"] == real.data_ptr() and calls[0]["fake"] == fake.data_ptr()
+    assert (calls[0]["N"], calls[0]["D"], calls[0]["dtype"]) == (3, 70, _op.DTYPE_CODE[torch.float32])
+    assert calls[2]["g"] == g.data_ptr() and (calls[2]["N"], calls[2]["D"]) == (3, 5000)
+    assert calls[2]["n_tiles"] == 2 and calls[2]["dtype"] == _op.DTYPE_CODE[torch.bfloat16]  # 10000 bytes a sample
+    assert calls[4]["g"] == g.data_ptr()

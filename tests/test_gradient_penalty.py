@@ -228,3 +228,78 @@ def test_r1_through_fastgan_batch_norm_in_training_matches_torch():
     for a, b in zip(grads, _param_grads(pen_ref, ref_D)):
         torch.testing.assert_close(a, b)
     torch.testing.assert_close(D[1].running_var, ref_D[1].running_var)
+
+
+def _gpu_backends():
+    from fastgan import _backend
+
+    return [b for b in ("cuda", "triton")
+            if _backend.unavailable_reason(b, torch.device("cuda"), torch.float32, "gradient_penalty") is None]
+
+
+def _misaligned(t):
+    """t's values in a contiguous tensor one element past an allocation's start (no 16-byte accesses)."""
+    buf = torch.empty(t.numel() + 1, dtype=t.dtype, device=t.device)
+    out = buf[1:].view(t.shape)
+    out.copy_(t)
+    return out
+
+
+GPU_TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}  # of the largest magnitude
+
+
+# (1, 1): one element; 3x5x7x11: odd D below a block's tile; 64x3x64x64: the vector paths over full tiles;
+# 2x3x257x255: odd D over many tiles (the scalar paths); misaligned: D a multiple of a vector, pointers not aligned
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape, misaligned", [((1, 1), False), ((3, 5, 7, 11), False), ((64, 3, 64, 64), False),
+                                               ((2, 3, 257, 255), False), ((4, 3, 32, 32), True)],
+                         ids=["1x1", "3x5x7x11", "64x3x64x64", "2x3x257x255", "4x3x32x32-misaligned"])
+def test_gpu_kernel_backends_match_float64(shape, misaligned):
+    """The four kernel stages on the device (interpolation, its backward, the squared norms under the penalty and
+    the seed gradient's scaling of rows), each kernel backend (cuda required) against float64 torch."""
+    backends = _gpu_backends()
+    assert "cuda" in backends, "the cuda backend is not available on this GPU (build the extension first)"
+    for backend in backends:
+        for dtype in (torch.float32, torch.float16, torch.bfloat16):
+            gen = torch.Generator(device="cuda").manual_seed(7)
+            real, fake, gy, grad = (torch.randn(shape, device="cuda", generator=gen).to(dtype) for _ in range(4))
+            if misaligned:
+                real, fake, gy, grad = map(_misaligned, (real, fake, gy, grad))
+            eps = torch.rand(shape[0], device="cuda", generator=gen)
+            label, tol = f"{backend} {dtype} {shape}{' misaligned' if misaligned else ''}", GPU_TOL[dtype]
+
+            def close(name, got, want):
+                err = ((got.double() - want).abs().max() / (1 + want.abs().max())).item()
+                assert err <= tol, f"{label}: {name} off by {err:.3g}"
+
+            e = ref.per_sample(eps.double(), real)
+            r, f = real.detach().requires_grad_(), fake.detach().requires_grad_()
+            x = fastgan.interpolate_samples(r, f, eps, backend=backend)
+            assert x.dtype == dtype and x.is_contiguous()
+            close("interpolate", x, e * real.double() + (1 - e) * fake.double())
+            d_real, d_fake = torch.autograd.grad(x, (r, f), gy)
+            close("d_real", d_real, e * gy.double())
+            close("d_fake", d_fake, (1 - e) * gy.double())
+            for kind, weight, center, one_sided in (("norm", 10.0, 1.0, False), ("norm", 2.0, 30.0, True),
+                                                    ("squared", 5.0, 0.0, False)):
+                g = grad.detach().requires_grad_()
+                p = fastgan.penalty_of_gradient(g, kind, weight, center, one_sided, backend=backend)
+                (dg,) = torch.autograd.grad(p, g)
+                g64 = grad.double().requires_grad_()
+                p64 = ref.penalty(g64, {"norm": ref.NORM, "squared": ref.SQUARED}[kind], weight, center, one_sided)
+                (dg64,) = torch.autograd.grad(p64, g64)
+                assert p.dtype == torch.float32 and dg.dtype == dtype
+                torch.testing.assert_close(p.double(), p64.detach(), rtol=1e-5, atol=1e-6, msg=f"{label}: {kind}")
+                close(f"seed gradient ({kind}, one-sided {one_sided})", dg, dg64)
+
+
+@pytest.mark.gpu
+def test_gpu_kernel_backends_are_deterministic():
+    for backend in _gpu_backends():
+        g = torch.randn(64, 3, 128, 128, device="cuda").requires_grad_()
+        runs = []
+        for _ in range(2):
+            p = fastgan.penalty_of_gradient(g, backend=backend)
+            runs.append((p, *torch.autograd.grad(p, g)))
+        for a, b in zip(*runs):
+            assert torch.equal(a, b), backend

@@ -1,5 +1,5 @@
 """The gradient-penalty ops: the per-sample interpolation of real and fake samples, and the penalty of a gradient
-g = dD/dx with its seed gradient; dispatch to the Triton kernels, torch.library registration and autograd.
+g = dD/dx with its seed gradient; dispatch to the Triton and CUDA kernels, torch.library registration and autograd.
 
     interpolate_samples(real, fake, eps) = eps_n real_n + (1 - eps_n) fake_n
     penalty_of_gradient(g, 'norm')       = weight mean_n (||g_n|| - center)^2    (one-sided: max(., 0))
@@ -10,7 +10,8 @@ Norms are accumulated in float32; the seed gradient of the norm penalty is 2 wei
 are in ``fastgan/penalties.py``.
 
 The op's files: ``gradient_penalty_reference.py`` (eager reference), this file (host code),
-``fastgan/kernels/gradient_penalty.py`` (Triton kernels). Registered ops: ``fastgan::gradient_penalty_interpolate``
+``fastgan/kernels/gradient_penalty.py`` (Triton kernels), ``gradient_penalty_cuda.py`` (the CUDA kernels of
+``csrc/gradient_penalty.cu`` behind the same launchers). Registered ops: ``fastgan::gradient_penalty_interpolate``
 and ``fastgan::gradient_penalty`` (a 0-dim float32 penalty; its backward is the seed gradient, from differentiable
 torch ops while a double backward is recorded), and their backwards ``fastgan::gradient_penalty_interpolate_backward``
 and ``fastgan::gradient_penalty_backward`` (what traced backwards call).
@@ -24,8 +25,8 @@ from . import _op
 from . import gradient_penalty_reference as ref
 
 OP = "gradient_penalty"
-_backend.register_op(OP, ("torch", "triton"))
-_LAUNCH = _op.Launchers(triton="fastgan.kernels.gradient_penalty")
+_backend.register_op(OP, ("torch", "triton", "cuda"))
+_LAUNCH = _op.Launchers(triton="fastgan.kernels.gradient_penalty", cuda="fastgan.ops.gradient_penalty_cuda")
 KINDS = {"norm": ref.NORM, "squared": ref.SQUARED}
 _INT32_MAX = 2 ** 31 - 1
 

@@ -23,6 +23,7 @@ SHIM_DIR = Path(__file__).resolve().parent
 OP_SOURCES = {
     "cond_batch_norm": ["cond_batch_norm_stats.cu", "cond_batch_norm_eltwise.cu", "cond_batch_norm_backward.cu"],
     "spectral_norm": ["spectral_norm.cu"],
+    "gradient_penalty": ["gradient_penalty.cu"],
 }
 SM_COUNTS = {132: 0, 1: 1}  # SM count -> emulated device (the host code caches the count per device)
 CTYPES = {"uintptr_t": ctypes.c_size_t, "int64_t": ctypes.c_int64, "int": ctypes.c_int, "bool": ctypes.c_bool,

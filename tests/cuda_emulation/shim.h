@@ -1,5 +1,6 @@
-// Host emulation of the CUDA features fastgan's kernels use (csrc/cond_batch_norm_*.cu, csrc/spectral_norm.cu), so
-// that the kernels and host entry points compile with g++ (-std=c++20 -pthread) and run on the CPU.
+// Host emulation of the CUDA features fastgan's kernels use (csrc/cond_batch_norm_*.cu, csrc/spectral_norm.cu,
+// csrc/gradient_penalty.cu), so that the kernels and host entry points compile with g++ (-std=c++20 -pthread) and
+// run on the CPU.
 // tests/cuda_emulation/emulate.py builds the translation unit: this header, then the .cu files of an op with every
 // `kernel<<<grid, block, smem, stream>>>(args);` rewritten into `emu::launch<&kernel>(dim3(grid), dim3(block), smem,
 // stream, args);`, then extern "C" wrappers of the entry points.
