@@ -153,6 +153,11 @@ def test_opcheck(backend):
     real, fake = torch.randn(3, 4, 5, requires_grad=True), torch.randn(3, 4, 5)
     torch.library.opcheck(torch.ops.fastgan.gradient_penalty_interpolate.default, (real, fake, torch.rand(3),
                                                                                    backend))
+    # channels_last samples: every backend (and the fake) returns contiguous tensors
+    cl = torch.randn(3, 4, 5, 6).to(memory_format=torch.channels_last).requires_grad_(True)
+    torch.library.opcheck(torch.ops.fastgan.gradient_penalty_interpolate.default, (cl, cl.detach() + 1,
+                                                                                   torch.rand(3), backend))
+    torch.library.opcheck(torch.ops.fastgan.gradient_penalty.default, (cl, ref.NORM, 10.0, 1.0, False, backend))
 
 
 def test_lazy_regularizer_gives_k_times_the_penalty_every_k_steps():

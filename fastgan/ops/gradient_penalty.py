@@ -35,8 +35,8 @@ _INT32_MAX = 2 ** 31 - 1
 
 
 def _interpolate_impl(real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor, backend: str) -> torch.Tensor:
-    if backend == "torch":
-        return ref.interpolate(real, fake, eps)
+    if backend == "torch":  # (contiguous, as the kernels write it: one layout for every backend and the fake)
+        return ref.interpolate(real, fake, eps).contiguous()
     out = torch.empty_like(real, memory_format=torch.contiguous_format)
     _LAUNCH[backend].interpolate(real.contiguous(), fake.contiguous(), eps.float().contiguous(), out)
     return out
@@ -51,7 +51,7 @@ def _interpolate_setup(ctx, inputs, output):
 def _interpolate_backward_impl(g: torch.Tensor, eps: torch.Tensor, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
     if backend == "torch":
         e = ref.per_sample(eps.to(ref.acc_dtype(g.dtype)), g)
-        return (e * g).to(g.dtype), ((1 - e) * g).to(g.dtype)
+        return (e * g).to(g.dtype).contiguous(), ((1 - e) * g).to(g.dtype).contiguous()
     g = g.contiguous()
     d_real, d_fake = torch.empty_like(g), torch.empty_like(g)
     _LAUNCH[backend].interpolate_backward(g, eps.float().contiguous(), d_real, d_fake)
@@ -103,7 +103,7 @@ def _penalty_backward_impl(gout: torch.Tensor, g: torch.Tensor, kind: int, weigh
     """The seed gradient c_n g_n gout (torch ops for the torch backend, so also what double backward records)."""
     coef = ref.seed_coefficients(_squared_norms(g, backend), kind, weight, center, one_sided) * gout
     if backend == "torch":
-        return (ref.per_sample(coef, g) * g).to(g.dtype)
+        return (ref.per_sample(coef, g) * g).to(g.dtype).contiguous()
     g = g.contiguous()
     dg = torch.empty_like(g)
     _LAUNCH[backend].scale_rows(g, coef.float().contiguous(), dg)
@@ -133,7 +133,8 @@ def _penalty_backward(ctx, gout):
 
 
 _INTERPOLATE = _op.DifferentiableOp("gradient_penalty_interpolate", _interpolate_impl,
-                                    fake=lambda real, fake, eps, backend: torch.empty_like(real),
+                                    fake=lambda real, fake, eps, backend: torch.empty_like(
+                                        real, memory_format=torch.contiguous_format),
                                     setup_context=_interpolate_setup, backward=_interpolate_backward)
 _PENALTY = _op.DifferentiableOp(
     "gradient_penalty", _penalty_impl,
@@ -151,9 +152,13 @@ def _resolve(t: torch.Tensor, backend, where: str) -> str:
     return _op.resolve(OP, t.device, t.dtype, backend, where, _too_large, t)
 
 
+_MAX_SAMPLE = 65535 * 1024  # the Triton kernels' grid: at most 65535 blocks of 1024 elements along a sample
+
+
 def _too_large(t):
-    if t.numel() > _INT32_MAX:
-        return f"indexes a sample with 32-bit integers; a tensor of shape {tuple(t.shape)} is too large"
+    if t.numel() > _INT32_MAX or t[0].numel() > _MAX_SAMPLE:
+        return (f"takes up to 2^31 - 1 elements, {_MAX_SAMPLE} a sample; a tensor of shape {tuple(t.shape)} is too "
+                "large")
     return None
 
 
