@@ -182,7 +182,8 @@ __device__ __forceinline__ void store_row_tile(T* __restrict__ row, int64_t len,
         Vec<T> q;
 #pragma unroll
         for (int k = 0; k < VW; ++k) q.v[k] = from_float<T>(v[j * VW + k]);
-        *reinterpret_cast<Vec<T>*>(row + off) = q;
+        // indexed in vectors: from an element offset nvcc 13 splits the 16-byte store into 4- or 2-byte ones
+        reinterpret_cast<Vec<T>*>(row)[off / VW] = q;
       }
     }
   } else {
@@ -240,7 +241,7 @@ __device__ __forceinline__ void store_band(T* __restrict__ row, int64_t C, int64
       Vec<T> q;
 #pragma unroll
       for (int k = 0; k < VW; ++k) q.v[k] = from_float<T>(v[k]);
-      *reinterpret_cast<Vec<T>*>(row + c) = q;
+      reinterpret_cast<Vec<T>*>(row)[c / VW] = q;  // in vectors (see store_row_tile)
     }
   } else {
 #pragma unroll

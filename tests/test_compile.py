@@ -1,9 +1,12 @@
 """Compilation without a GPU: every Triton kernel configuration for sm_80 and sm_90, and the CUDA extension."""
+import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +67,30 @@ def test_cuda_extension_is_built_where_nvcc_exists_and_does_not_spill():
     bad = [k for k in kernels if k.get("spill_stores") or k.get("spill_loads") or k.get("stack")]
     assert not bad, bad
     assert len(names) >= 20  # rows/cols x 3 layouts x 3 dtypes, finalize x 2, elementwise x 3 dtypes
+
+
+# CUDA kernels whose VEC=true instantiations move 16-byte vectors: every global store of theirs must be 128-bit
+# (nvcc 13 split the cond_batch_norm elementwise stores into 4- and 2-byte ones while their loads stayed 128-bit)
+VECTOR_STORE_KERNELS = re.compile(r"(eltwise_n(chw|hwc)_kernel|gp\d+(interpolate|interpolate_backward|scale_rows)"
+                                  r"_kernel)I.*Lb1")
+
+
+def test_cuda_vector_kernels_store_16_bytes_at_a_time():
+    spec = importlib.util.find_spec("fastgan._C")
+    so = spec.origin if spec is not None else None
+    cuobjdump = shutil.which("cuobjdump") or next(iter(Path(sys.prefix).glob(
+        "lib/python*/site-packages/triton/backends/nvidia/bin/cuobjdump")), None)
+    if so is None or cuobjdump is None:
+        pytest.skip("no built extension or no cuobjdump here")
+    sass = subprocess.run([str(cuobjdump), "-sass", "-arch", "sm_90", str(so)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=300).stdout
+    checked, bad = 0, []
+    for func in re.split(r"\n\s*Function : ", sass)[1:]:
+        name = func.split("\n", 1)[0]
+        if VECTOR_STORE_KERNELS.search(name):
+            checked += 1
+            narrow = [s for s in re.findall(r"STG\.E(\.[A-Z0-9]+)?", func) if s != ".128"]
+            if narrow:
+                bad.append(f"{name}: {len(narrow)} stores narrower than 16 bytes")
+    assert checked >= 21, f"only {checked} vector kernels found in the SASS"  # 12 eltwise, 9 penalty
+    assert not bad, "\n".join(bad)
