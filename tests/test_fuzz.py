@@ -74,6 +74,14 @@ def _laid_out(draw, x):
     return x
 
 
+def _image_layout(draw, x):
+    """An (N, C, H, W) x as stored: NCHW, channels_last, or one of _laid_out's layouts."""
+    layout = draw(st.sampled_from(["nchw", "channels_last", "strided"]))
+    if layout == "channels_last":
+        return x.contiguous(memory_format=torch.channels_last)
+    return _laid_out(draw, x) if layout == "strided" else x
+
+
 def _outcome(fn):
     """('ok', result) or ('error', type, message)."""
     try:
@@ -188,11 +196,7 @@ def bn_cases(draw):
     H, W = draw(st.sampled_from([0, 1, 2, 3, 7])), draw(st.sampled_from([1, 2, 5, 9]))
     regime = draw(st.sampled_from(REGIMES))
     x = _values(draw, (N, C, H, W), dtype, regime, seed=draw(st.integers(0, 2**16)))
-    layout = draw(st.sampled_from(["nchw", "channels_last", "strided"]))
-    if layout == "channels_last":
-        x = x.contiguous(memory_format=torch.channels_last)
-    elif layout == "strided":
-        x = _laid_out(draw, x)
+    x = _image_layout(draw, x)
     g = torch.Generator().manual_seed(draw(st.integers(0, 2**16)))
     affine = draw(st.sampled_from(["channel", "sample", "mixed", "none"]))
     w = b = None
@@ -257,11 +261,7 @@ def conv_transpose_cases(draw):
     output_padding = draw(st.integers(0, max(stride, dilation) if odd else max(stride, dilation) - 1))
     regime = draw(st.sampled_from(REGIMES))
     x = _values(draw, (N, c_in, H, W), dtype, regime, seed=draw(st.integers(0, 2**16)))
-    layout = draw(st.sampled_from(["nchw", "channels_last", "strided"]))
-    if layout == "channels_last":
-        x = x.contiguous(memory_format=torch.channels_last)
-    elif layout == "strided":
-        x = _laid_out(draw, x)
+    x = _image_layout(draw, x)
     g = torch.Generator().manual_seed(draw(st.integers(0, 2**16)))
     w = (torch.randn(c_in, c_out // groups, k, k, generator=g) / (c_in * k) ** 0.5).to(dtype)
     b = torch.randn(c_out, generator=g).to(dtype) if draw(st.booleans()) else None

@@ -80,8 +80,8 @@ def _tanh(z):
 
 
 @triton.jit
-def _phase_kernel(x_ptr, w_ptr, b_ptr, y_ptr, part_ptr, table_ptr, N, C_in_g, C_out_g, KH, KW, s_h, s_w,
-                  sx_n, sx_c, sx_h, sx_w, sy_n, sy_c, sy_h, sy_w, H, W, n_phases, n_tiles, slope,
+def _phase_kernel(x_ptr, w_ptr, b_ptr, y_ptr, part_ptr, table_ptr, N, C_in_g, C_out_g, KW, s_h, s_w,
+                  sx_n, sx_c, sx_h, sx_w, sy_n, sy_c, sy_h, sy_w, H, W, n_phases, slope,
                   HAS_BIAS: tl.constexpr, ACT: tl.constexpr, STATS: tl.constexpr, PRECISION: tl.constexpr,
                   CHANNELS_LAST: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                   BLOCK_K: tl.constexpr):
@@ -224,9 +224,9 @@ def _launch(x, weight, bias, geom, out, act, slope, part, prec, config):
     block_k = _block_k(config, c_in_g, cl)
     grid = (t.max_tiles, triton.cdiv(c_out_g, config.block_n), t.n_phases * g)
     _phase_kernel[grid](x, weight, bias if bias is not None else weight, out, part if part is not None else out,
-                        table, N, c_in_g, c_out_g, geom.kernel[0], geom.kernel[1], geom.stride[0], geom.stride[1],
-                        *x.stride(), *out.stride(), geom.in_size[0], geom.in_size[1], t.n_phases,
-                        len(t.tile_counts), slope, HAS_BIAS=bias is not None, ACT=act, STATS=part is not None,
+                        table, N, c_in_g, c_out_g, geom.kernel[1], geom.stride[0], geom.stride[1],
+                        *x.stride(), *out.stride(), geom.in_size[0], geom.in_size[1], t.n_phases, slope,
+                        HAS_BIAS=bias is not None, ACT=act, STATS=part is not None,
                         PRECISION=prec, CHANNELS_LAST=cl, EVEN_K=c_in_g % block_k == 0,
                         BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=block_k, num_warps=config.num_warps,
                         num_stages=config.num_stages, maxnreg=MAXNREG)
@@ -294,8 +294,8 @@ def launch_configs():
     16), as _space and _block_k let calls take them. Every other variant has bias, an activation (alternating: their
     code is a few lines of the epilogue) and statistics. The unit stride of each layout is specialised to 1, and an
     even K's sizes and strides marked multiples of 16, as Triton's launcher does at run time."""
-    ints = {k: "i32" for k in ("N", "C_in_g", "C_out_g", "KH", "KW", "s_h", "s_w", "sx_n", "sx_c", "sx_h", "sx_w",
-                               "sy_n", "sy_c", "sy_h", "sy_w", "H", "W", "n_phases", "n_tiles")}
+    ints = {k: "i32" for k in ("N", "C_in_g", "C_out_g", "KW", "s_h", "s_w", "sx_n", "sx_c", "sx_h", "sx_w", "sy_n",
+                               "sy_c", "sy_h", "sy_w", "H", "W", "n_phases")}
     ptr = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16"}
     acts = sorted(activations.BY_CODE)
     configs = []

@@ -12,7 +12,8 @@ are in ``fastgan/penalties.py``.
 The op's files: ``gradient_penalty_reference.py`` (eager reference), this file (host code),
 ``fastgan/kernels/gradient_penalty.py`` (Triton kernels), ``gradient_penalty_cuda.py`` (the CUDA kernels of
 ``csrc/gradient_penalty.cu`` behind the same launchers). Registered ops: ``fastgan::gradient_penalty_interpolate``
-and ``fastgan::gradient_penalty`` (a 0-dim float32 penalty; its backward is the seed gradient, from differentiable
+and ``fastgan::gradient_penalty`` (a 0-dim float32 penalty, and the per-sample squared norms its backward reuses;
+its backward is the seed gradient, from differentiable
 torch ops while a double backward is recorded), and their backwards ``fastgan::gradient_penalty_interpolate_backward``
 and ``fastgan::gradient_penalty_backward`` (what traced backwards call).
 """
@@ -87,21 +88,24 @@ def _squared_norms(g: torch.Tensor, backend: str) -> torch.Tensor:
 
 
 def _penalty_impl(g: torch.Tensor, kind: int, weight: float, center: float, one_sided: bool,
-                  backend: str) -> torch.Tensor:
-    return ref.penalty_of_norms(_squared_norms(g, backend), kind, weight, center, one_sided)
+                  backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the penalty, the per-sample squared norms (N,), which the backward reuses instead of reading g again)."""
+    sq = _squared_norms(g, backend)
+    return ref.penalty_of_norms(sq, kind, weight, center, one_sided), sq
 
 
 def _penalty_setup(ctx, inputs, output):
     g, kind, weight, center, one_sided, backend = inputs
-    ctx.save_for_backward(g)
+    ctx.mark_non_differentiable(output[1])
+    ctx.save_for_backward(g, output[1])
     ctx.options = (kind, weight, center, one_sided)
     ctx.backend = backend
 
 
-def _penalty_backward_impl(gout: torch.Tensor, g: torch.Tensor, kind: int, weight: float, center: float,
-                           one_sided: bool, backend: str) -> torch.Tensor:
-    """The seed gradient c_n g_n gout (torch ops for the torch backend, so also what double backward records)."""
-    coef = ref.seed_coefficients(_squared_norms(g, backend), kind, weight, center, one_sided) * gout
+def _penalty_backward_impl(gout: torch.Tensor, g: torch.Tensor, sq: torch.Tensor, kind: int, weight: float,
+                           center: float, one_sided: bool, backend: str) -> torch.Tensor:
+    """The seed gradient c_n g_n gout from the forward's squared norms ``sq`` (torch ops for the torch backend)."""
+    coef = ref.seed_coefficients(sq, kind, weight, center, one_sided) * gout
     if backend == "torch":
         return (ref.per_sample(coef, g) * g).to(g.dtype).contiguous()
     g = g.contiguous()
@@ -111,24 +115,24 @@ def _penalty_backward_impl(gout: torch.Tensor, g: torch.Tensor, kind: int, weigh
 
 
 @torch.library.custom_op("fastgan::gradient_penalty_backward", mutates_args=())
-def _penalty_backward_op(gout: torch.Tensor, g: torch.Tensor, kind: int, weight: float, center: float,
-                         one_sided: bool, backend: str) -> torch.Tensor:
-    return _penalty_backward_impl(gout, g, kind, weight, center, one_sided, backend)
+def _penalty_backward_op(gout: torch.Tensor, g: torch.Tensor, sq: torch.Tensor, kind: int, weight: float,
+                         center: float, one_sided: bool, backend: str) -> torch.Tensor:
+    return _penalty_backward_impl(gout, g, sq, kind, weight, center, one_sided, backend)
 
 
 @_penalty_backward_op.register_fake
-def _(gout, g, kind, weight, center, one_sided, backend):
+def _(gout, g, sq, kind, weight, center, one_sided, backend):
     return torch.empty_like(g, memory_format=torch.contiguous_format)
 
 
-def _penalty_backward(ctx, gout):
-    (g,) = ctx.saved_tensors
-    if torch.is_grad_enabled():  # recording a double backward: differentiable torch ops
-        dg = _penalty_backward_impl(gout, g, *ctx.options, "torch")
+def _penalty_backward(ctx, gout, gsq):
+    g, sq = ctx.saved_tensors
+    if torch.is_grad_enabled():  # recording a double backward: differentiable torch ops, norms included
+        dg = _penalty_backward_impl(gout, g, ref.squared_norms(g), *ctx.options, "torch")
     elif getattr(ctx, "traced", False):
-        dg = torch.ops.fastgan.gradient_penalty_backward(gout, g, *ctx.options, ctx.backend)
+        dg = torch.ops.fastgan.gradient_penalty_backward(gout, g, sq, *ctx.options, ctx.backend)
     else:
-        dg = _penalty_backward_impl(gout, g, *ctx.options, ctx.backend)
+        dg = _penalty_backward_impl(gout, g, sq, *ctx.options, ctx.backend)
     return dg, None, None, None, None, None
 
 
@@ -138,7 +142,8 @@ _INTERPOLATE = _op.DifferentiableOp("gradient_penalty_interpolate", _interpolate
                                     setup_context=_interpolate_setup, backward=_interpolate_backward)
 _PENALTY = _op.DifferentiableOp(
     "gradient_penalty", _penalty_impl,
-    fake=lambda g, kind, weight, center, one_sided, backend: g.new_empty((), dtype=ref.acc_dtype(g.dtype)),
+    fake=lambda g, kind, weight, center, one_sided, backend: (g.new_empty((), dtype=ref.acc_dtype(g.dtype)),
+                                                             g.new_empty(g.shape[0], dtype=ref.acc_dtype(g.dtype))),
     setup_context=_penalty_setup, backward=_penalty_backward)
 
 
@@ -224,4 +229,4 @@ def penalty_of_gradient(grad: torch.Tensor, kind: str = "norm", weight: float = 
         raise ValueError(f"{where}: grad has no samples (shape {tuple(grad.shape)})")
     name = _resolve(grad, backend, where)
     return _call(_PENALTY, _penalty_impl, (grad, KINDS[kind], float(weight), float(center), bool(one_sided), name),
-                 (grad,))
+                 (grad,))[0]
