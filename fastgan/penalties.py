@@ -9,10 +9,23 @@ ops (:func:`fastgan.interpolate_samples`, :func:`fastgan.penalty_of_gradient`).
 
 With a ``torch.cuda.amp.GradScaler`` (``scaler=``) the gradient is taken of the scaled output and unscaled before
 its norm, as PyTorch's AMP documentation prescribes for gradient penalties.
+
+While the discriminator runs for the penalty, its ReLU and LeakyReLU calls (``nn.ReLU``, ``nn.LeakyReLU``,
+``F.relu``, ``F.leaky_relu``, ``torch.relu``, ``Tensor.relu`` and their in-place forms) run as an autograd function
+whose backward holds the activation's mask as a constant. The values and every gradient are the same; what goes is
+work on zeros: torch's backward of these activations records a dependence on their input whose derivative is
+``zeros_like``, so ``loss.backward()`` would run a whole backward of D's forward graph (input and weight gradients
+of every convolution) on zeros. For a DCGAN critic that is 2 of the 4 forward-passes' worth of FLOPs of the
+penalty's backward (``bench/critic_step_flops.py``). One visible difference: a parameter whose gradient through the
+penalty is identically zero (a bias of such a D) gets no gradient from the penalty alone (``p.grad`` stays None,
+as for a parameter a loss does not use) where torch's graph gives it zeros; added to the adversarial loss, as in a
+critic step, every gradient is the textbook one.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from .ops.gradient_penalty import interpolate_samples, penalty_of_gradient
 
@@ -39,10 +52,70 @@ def _check_weight(where: str, name: str, v) -> float:
     return float(v)
 
 
+class _PiecewiseLinear(torch.autograd.Function):
+    """leaky_relu(x, slope) (ReLU: slope 0) with torch's own kernels forward and backward; the backward takes the
+    saved activation detached, so that its double backward has no edge back to x (see the module docstring)."""
+
+    @staticmethod
+    def forward(ctx, x, slope, inplace):
+        ctx.set_materialize_grads(False)  # an undefined gradient stays undefined, not zeros to run a backward on
+        ctx.slope, ctx.inplace = slope, inplace
+        if inplace:
+            ctx.mark_dirty(x)
+            y = F.leaky_relu_(x, slope) if slope else x.relu_()
+        else:
+            y = F.leaky_relu(x, slope) if slope else x.relu()
+        ctx.save_for_backward(x if slope and not inplace else y)  # what torch's own backward reads
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        if g is None:
+            return None, None, None
+        saved = ctx.saved_tensors[0].detach()
+        if not ctx.slope:
+            return torch.ops.aten.threshold_backward(g, saved, 0), None, None
+        return torch.ops.aten.leaky_relu_backward(g, saved, ctx.slope, ctx.inplace), None, None
+
+
+def _arg(args, kwargs, i, name, default):
+    return args[i] if len(args) > i else kwargs.get(name, default)
+
+
+# func -> (x, slope, inplace) of a call
+_ACTIVATIONS = {
+    F.relu: lambda a, k: (_arg(a, k, 0, "input", None), 0.0, bool(_arg(a, k, 1, "inplace", False))),
+    F.relu_: lambda a, k: (_arg(a, k, 0, "input", None), 0.0, True),
+    F.leaky_relu: lambda a, k: (_arg(a, k, 0, "input", None), _arg(a, k, 1, "negative_slope", 0.01),
+                                bool(_arg(a, k, 2, "inplace", False))),
+    F.leaky_relu_: lambda a, k: (_arg(a, k, 0, "input", None), _arg(a, k, 1, "negative_slope", 0.01), True),
+    torch.relu: lambda a, k: (_arg(a, k, 0, "input", None), 0.0, False),
+    torch.relu_: lambda a, k: (_arg(a, k, 0, "input", None), 0.0, True),
+    torch.Tensor.relu: lambda a, k: (a[0], 0.0, False),
+    torch.Tensor.relu_: lambda a, k: (a[0], 0.0, True),
+}
+
+
+class _PrunedActivations(TorchFunctionMode):
+    """Runs the ReLU / LeakyReLU calls of a discriminator as :class:`_PiecewiseLinear` (only where x needs a
+    gradient; an in-place call on a view is left to torch)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        parse = _ACTIVATIONS.get(func)
+        if parse is not None and torch.is_grad_enabled():
+            x, slope, inplace = parse(args, kwargs)
+            if (isinstance(x, torch.Tensor) and type(x) is torch.Tensor and x.requires_grad
+                    and x.is_floating_point() and isinstance(slope, (int, float)) and not (inplace and x._is_view())):
+                return _PiecewiseLinear.apply(x, float(slope), inplace)
+        return func(*args, **kwargs)
+
+
 def _gradient(where, discriminator, x, critic_args, critic_kwargs, scaler, nan_to_num, check_finite):
     """(D(x), dD/dx with create_graph=True): unscaled when a GradScaler scaled the output; non-finite entries
     zeroed (nan_to_num) or refused (check_finite)."""
-    out = discriminator(x, *critic_args, **(critic_kwargs or {}))
+    with _PrunedActivations():
+        out = discriminator(x, *critic_args, **(critic_kwargs or {}))
     if not isinstance(out, torch.Tensor) or not out.is_floating_point():
         raise TypeError(f"{where}: the discriminator must return a floating-point tensor, got {type(out).__name__}")
     total = out.sum()
@@ -128,17 +201,20 @@ def dragan_penalty(discriminator, real: torch.Tensor, *, weight: float = 10.0, c
                    return_outputs: bool = False, scaler=None, nan_to_num: bool = False, check_finite: bool = True,
                    backend: str | None = None):
     """DRAGAN: weight E[(||dD/dx_hat|| - center)^2] at x_hat = real + eps (x_p - real), x_p = real +
-    perturbation std(real) u, u ~ U[0, 1) per element, eps ~ U[0, 1) per sample (Kodali et al.'s code).
-    Arguments as :func:`gradient_penalty`."""
+    perturbation std(real) u, u ~ U[0, 1) per element, eps ~ U[0, 1) per sample (Kodali et al.'s code; std over
+    the whole batch). x_hat = real + (eps perturbation std) u is one pass (``torch.addcmul`` with a per-sample
+    coefficient: read real and u, write x_hat), with no host sync. Arguments as :func:`gradient_penalty`."""
     where = "dragan_penalty"
     _check_samples(where, real=real)
     weight = _check_weight(where, "weight", weight)
+    perturbation = _check_weight(where, "perturbation", perturbation)
     real = real.detach()
-    noise = torch.rand(real.shape, device=real.device, generator=generator).to(real.dtype)
-    perturbed = real + perturbation * real.std() * noise
+    noise = torch.rand(real.shape, device=real.device, generator=generator, dtype=real.dtype)
     eps = torch.rand(real.shape[0], device=real.device, generator=generator)
-    x_hat = interpolate_samples(perturbed, real, eps, backend=backend).requires_grad_(True)
-    out, g = _gradient(where, discriminator, x_hat, critic_args, critic_kwargs, scaler, nan_to_num, check_finite)
+    coef = eps.to(real.dtype if real.dtype == torch.float64 else torch.float32) * (perturbation * real.std())
+    x_hat = torch.addcmul(real, noise, coef.to(real.dtype).view(-1, *([1] * (real.dim() - 1))))
+    out, g = _gradient(where, discriminator, x_hat.requires_grad_(True), critic_args, critic_kwargs, scaler,
+                       nan_to_num, check_finite)
     pen = penalty_of_gradient(g, "norm", weight, center, backend=backend)
     return (pen, out) if return_outputs else pen
 

@@ -94,6 +94,114 @@ def test_penalties_through_fastgan_layers_match_the_textbook():
         torch.testing.assert_close(out, D(real, labels))  # D(real), usable by the adversarial loss
 
 
+class MixedActivationsD(nn.Module):
+    """ReLU / LeakyReLU in every form the penalty pass prunes (module, functional, in place, tensor method), one on a
+    view (left to torch) and a smooth one (SiLU, whose second derivative is not zero) on the first layer."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(4)
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, 1, 1) for a, b in ((3, 8), (8, 8), (8, 8), (8, 8), (8, 8)))
+        self.act = nn.LeakyReLU(0.2, inplace=True)
+        self.lin = nn.Linear(8, 1)
+
+    def forward(self, x):
+        c = self.convs
+        h = F.silu(c[0](x))
+        h = F.relu(c[1](h)) + torch.relu(h)
+        h = c[2](h).relu_()
+        h = c[3](h)
+        a, b = h[:, :4], h[:, 4:]
+        h = torch.cat([F.relu(a, inplace=True), F.leaky_relu(b, 0.1)], dim=1)  # relu_ of a view: torch's
+        h = self.act(c[4](h)) + nn.ReLU(inplace=True)(h.clone())
+        return self.lin(h.mean(dim=(2, 3)))
+
+
+def _conv_flops(fn):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return {str(k): v for k, v in counter.get_flop_counts()["Global"].items()}
+
+
+@pytest.mark.parametrize("make", [dcgan_critic, lambda: MixedActivationsD().double()], ids=["dcgan", "mixed"])
+def test_the_penalty_backward_runs_no_backward_of_zeros(make):
+    """torch's relu / leaky_relu backward records a zeros_like dependence on the activation's input; through the
+    penalty pass that dependence is pruned: the same gradients, none of the forward graph's backward (input and
+    weight gradients of every convolution) on zeros."""
+    D = make()
+    g = torch.Generator().manual_seed(6)
+    real, fake = (torch.randn(3, 3, 16, 16, generator=g, dtype=torch.float64) for _ in range(2))
+    eps = torch.rand(3, generator=g, dtype=torch.float64)
+    pens = {"fastgan": fastgan.gradient_penalty(D, real, fake, eps=eps, backend="torch"),
+            "textbook": textbook_wgan_gp(D, real, fake, eps)}
+    flops, grads = {}, {}
+    for name, pen in pens.items():
+        D.zero_grad(set_to_none=True)
+        flops[name] = _conv_flops(pen.backward)
+        grads[name] = [p.grad for p in D.parameters()]
+    torch.testing.assert_close(pens["fastgan"], pens["textbook"], rtol=1e-12, atol=0)
+    for a, b in zip(grads["fastgan"], grads["textbook"]):
+        if a is None:  # a gradient that is zero through the penalty (a bias), which torch computes as zeros
+            assert b is None or not b.any()
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12 * float(b.abs().max()))
+    wasted = flops["textbook"].get("aten.convolution_backward", 0)
+    assert wasted > 0  # (the textbook step does run it: else this test shows nothing)
+    if make is dcgan_critic:  # every activation pruned: no backward of the forward graph at all
+        assert "aten.convolution_backward" not in flops["fastgan"]
+        assert flops["fastgan"]["aten.convolution"] == flops["textbook"]["aten.convolution"]
+    else:  # SiLU's second derivative is not zero: the backward through it and the first conv stays
+        assert 0 < flops["fastgan"].get("aten.convolution_backward", 0) < wasted
+
+
+def test_the_pruned_activations_keep_the_first_order_graph():
+    """With return_outputs, D(real) of the R1 pass serves the loss: its backward goes through the pruned
+    activations' first-order backward; the step's gradients equal the textbook step's (R1 + D(real) loss)."""
+    D = MixedActivationsD().double()
+    real = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    pen, out = fastgan.r1_penalty(D, real, 10.0, return_outputs=True, backend="torch")
+    loss = F.softplus(-out).mean() + pen
+    ref_loss = F.softplus(-D(real)).mean() + textbook_r1(D, real, 10.0)
+    _assert_same(loss, ref_loss, D, 1e-10)
+
+
+def test_spectral_norm_backward_records_no_double_backward_in_a_penalty_step(monkeypatch):
+    """The penalty's create_graph pass differentiates D in its input only: the SN layers' weight backward runs in
+    loss.backward() alone, without recording a graph (the fused backward; the composite one that records a double
+    backward is never needed)."""
+    from fastgan.ops import spectral_norm as sn_op
+
+    grad_modes = []
+    composite = sn_op.ref.composite_backward
+    monkeypatch.setattr(sn_op.ref, "composite_backward",
+                        lambda *a: grad_modes.append(torch.is_grad_enabled()) or composite(*a))
+    D = ProjectionD().double()
+    real, fake = torch.randn(4, 3, 8, 8, dtype=torch.float64), torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    labels = torch.tensor([0, 2, 1, 2])
+    with fastgan.use_backend("torch"):  # (whose fused backward evaluates the composite without a graph)
+        pen = fastgan.gradient_penalty(D, real, fake, critic_args=(labels,))
+        assert grad_modes == []
+        (D(fake, labels).mean() - D(real, labels).mean() + pen).backward()
+    assert grad_modes and not any(grad_modes)
+
+
+def test_dragan_is_kodali_et_als_penalty():
+    """DRAGAN against its textbook form, with the same draws (u per element, then eps per sample)."""
+    D = dcgan_critic()
+    real = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    pen = fastgan.dragan_penalty(D, real, weight=5.0, perturbation=0.5, generator=torch.Generator().manual_seed(9))
+    g = torch.Generator().manual_seed(9)
+    u = torch.rand(real.shape, generator=g, dtype=torch.float64)
+    eps = torch.rand(4, generator=g).double().view(-1, 1, 1, 1)
+    x = (real + eps * (real + 0.5 * real.std() * u - real)).requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(x).sum(), x, create_graph=True)
+    _assert_same(pen, 5.0 * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean(), D, 1e-10)
+    with pytest.raises(ValueError, match="perturbation"):
+        fastgan.dragan_penalty(D, real, perturbation=-1.0)
+
+
 def test_one_sided_penalty_and_batch_of_one():
     D = dcgan_critic()
     real, fake = torch.randn(1, 3, 16, 16, dtype=torch.float64), torch.randn(1, 3, 16, 16, dtype=torch.float64)
