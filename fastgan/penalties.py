@@ -10,22 +10,26 @@ ops (:func:`fastgan.interpolate_samples`, :func:`fastgan.penalty_of_gradient`).
 With a ``torch.cuda.amp.GradScaler`` (``scaler=``) the gradient is taken of the scaled output and unscaled before
 its norm, as PyTorch's AMP documentation prescribes for gradient penalties.
 
-While the discriminator runs for the penalty, its ReLU and LeakyReLU calls (``nn.ReLU``, ``nn.LeakyReLU``,
-``F.relu``, ``F.leaky_relu``, ``torch.relu``, ``Tensor.relu`` and their in-place forms) run as an autograd function
-whose backward holds the activation's mask as a constant. The values and every gradient are the same; what goes is
-work on zeros: torch's backward of these activations records a dependence on their input whose derivative is
-``zeros_like``, so ``loss.backward()`` would run a whole backward of D's forward graph (input and weight gradients
-of every convolution) on zeros. For a DCGAN critic that is 2 of the 4 forward-passes' worth of FLOPs of the
-penalty's backward (``bench/critic_step_flops.py``). One visible difference: a parameter whose gradient through the
-penalty is identically zero (a bias of such a D) gets no gradient from the penalty alone (``p.grad`` stays None,
-as for a parameter a loss does not use) where torch's graph gives it zeros; added to the adversarial loss, as in a
+While the discriminator runs for the penalty, its ``nn.ReLU`` and ``nn.LeakyReLU`` modules run as an autograd
+function whose backward takes the saved activation as a constant (functional calls, ``F.relu`` in a forward, are
+left as they are: intercepting every operator would cost more host time than it saves). The values and every
+gradient are the same; what goes is work on zeros: torch's backward of these activations records a dependence on
+their input whose derivative is ``zeros_like``, so ``loss.backward()`` would run a whole backward of D's forward
+graph (input and weight gradients of every convolution) on zeros. For a DCGAN critic that is 2 of the 4
+forward-passes' worth of FLOPs of the penalty's backward (``bench/critic_step_flops.py``). One visible difference:
+a parameter whose gradient through the penalty is identically zero (a bias of such a D) gets no gradient from the
+penalty alone (``p.grad`` stays None, as for a parameter a loss does not use) where torch's graph gives it zeros;
+added to the adversarial loss, as in a
 critic step, every gradient is the textbook one.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+
 import torch
 import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
+from torch import nn
 
 from .ops.gradient_penalty import interpolate_samples, penalty_of_gradient
 
@@ -78,43 +82,47 @@ class _PiecewiseLinear(torch.autograd.Function):
         return torch.ops.aten.leaky_relu_backward(g, saved, ctx.slope, ctx.inplace), None, None
 
 
-def _arg(args, kwargs, i, name, default):
-    return args[i] if len(args) > i else kwargs.get(name, default)
+def _pruned_relu(module, x):
+    return _pruned(x, 0.0, module.inplace)
 
 
-# func -> (x, slope, inplace) of a call
-_ACTIVATIONS = {
-    F.relu: lambda a, k: (_arg(a, k, 0, "input", None), 0.0, bool(_arg(a, k, 1, "inplace", False))),
-    F.relu_: lambda a, k: (_arg(a, k, 0, "input", None), 0.0, True),
-    F.leaky_relu: lambda a, k: (_arg(a, k, 0, "input", None), _arg(a, k, 1, "negative_slope", 0.01),
-                                bool(_arg(a, k, 2, "inplace", False))),
-    F.leaky_relu_: lambda a, k: (_arg(a, k, 0, "input", None), _arg(a, k, 1, "negative_slope", 0.01), True),
-    torch.relu: lambda a, k: (_arg(a, k, 0, "input", None), 0.0, False),
-    torch.relu_: lambda a, k: (_arg(a, k, 0, "input", None), 0.0, True),
-    torch.Tensor.relu: lambda a, k: (a[0], 0.0, False),
-    torch.Tensor.relu_: lambda a, k: (a[0], 0.0, True),
-}
+def _pruned_leaky_relu(module, x):
+    return _pruned(x, module.negative_slope, module.inplace)
 
 
-class _PrunedActivations(TorchFunctionMode):
-    """Runs the ReLU / LeakyReLU calls of a discriminator as :class:`_PiecewiseLinear` (only where x needs a
-    gradient; an in-place call on a view is left to torch)."""
+def _pruned(x, slope, inplace):
+    if not (torch.is_grad_enabled() and type(x) is torch.Tensor and x.requires_grad and x.is_floating_point()) or (
+            inplace and x._is_view()):  # (an in-place call on a view is left to torch)
+        return F.leaky_relu(x, slope, inplace) if slope else F.relu(x, inplace)
+    return _PiecewiseLinear.apply(x, float(slope), inplace)
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        parse = _ACTIVATIONS.get(func)
-        if parse is not None and torch.is_grad_enabled():
-            x, slope, inplace = parse(args, kwargs)
-            if (isinstance(x, torch.Tensor) and type(x) is torch.Tensor and x.requires_grad
-                    and x.is_floating_point() and isinstance(slope, (int, float)) and not (inplace and x._is_view())):
-                return _PiecewiseLinear.apply(x, float(slope), inplace)
-        return func(*args, **kwargs)
+
+_PRUNED_FORWARD = {nn.ReLU: _pruned_relu, nn.LeakyReLU: _pruned_leaky_relu}
+
+
+@contextlib.contextmanager
+def _pruned_activations(discriminator):
+    """The ``nn.ReLU`` / ``nn.LeakyReLU`` modules of the discriminator run as :class:`_PiecewiseLinear` inside
+    (their forward replaced on the instance, and put back after; a module whose forward is already replaced on
+    the instance is left alone). Per call: one walk over the modules, nothing per operator."""
+    patched = []
+    if isinstance(discriminator, nn.Module):
+        for m in discriminator.modules():
+            pruned = _PRUNED_FORWARD.get(type(m))
+            if pruned is not None and "forward" not in m.__dict__:
+                m.forward = functools.partial(pruned, m)
+                patched.append(m)
+    try:
+        yield
+    finally:
+        for m in patched:
+            del m.forward
 
 
 def _gradient(where, discriminator, x, critic_args, critic_kwargs, scaler, nan_to_num, check_finite):
     """(D(x), dD/dx with create_graph=True): unscaled when a GradScaler scaled the output; non-finite entries
     zeroed (nan_to_num) or refused (check_finite)."""
-    with _PrunedActivations():
+    with _pruned_activations(discriminator):
         out = discriminator(x, *critic_args, **(critic_kwargs or {}))
     if not isinstance(out, torch.Tensor) or not out.is_floating_point():
         raise TypeError(f"{where}: the discriminator must return a floating-point tensor, got {type(out).__name__}")

@@ -95,25 +95,26 @@ def test_penalties_through_fastgan_layers_match_the_textbook():
 
 
 class MixedActivationsD(nn.Module):
-    """ReLU / LeakyReLU in every form the penalty pass prunes (module, functional, in place, tensor method), one on a
-    view (left to torch) and a smooth one (SiLU, whose second derivative is not zero) on the first layer."""
+    """ReLU / LeakyReLU modules (pruned in the penalty pass; in place or not; one called on a view, left to torch),
+    a functional ReLU (left to torch) and a smooth activation (SiLU, whose second derivative is not zero) on the
+    first layer."""
 
     def __init__(self):
         super().__init__()
         torch.manual_seed(4)
         self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, 1, 1) for a, b in ((3, 8), (8, 8), (8, 8), (8, 8), (8, 8)))
-        self.act = nn.LeakyReLU(0.2, inplace=True)
+        self.relu, self.relu_ = nn.ReLU(), nn.ReLU(inplace=True)
+        self.leaky, self.leaky_ = nn.LeakyReLU(0.1), nn.LeakyReLU(0.2, inplace=True)
         self.lin = nn.Linear(8, 1)
 
     def forward(self, x):
         c = self.convs
         h = F.silu(c[0](x))
-        h = F.relu(c[1](h)) + torch.relu(h)
-        h = c[2](h).relu_()
+        h = self.relu(c[1](h)) + F.relu(h)
+        h = self.relu_(c[2](h))
         h = c[3](h)
-        a, b = h[:, :4], h[:, 4:]
-        h = torch.cat([F.relu(a, inplace=True), F.leaky_relu(b, 0.1)], dim=1)  # relu_ of a view: torch's
-        h = self.act(c[4](h)) + nn.ReLU(inplace=True)(h.clone())
+        h = torch.cat([self.relu_(h[:, :4]), self.leaky(h[:, 4:])], dim=1)
+        h = self.leaky_(c[4](h))
         return self.lin(h.mean(dim=(2, 3)))
 
 
@@ -152,8 +153,19 @@ def test_the_penalty_backward_runs_no_backward_of_zeros(make):
     if make is dcgan_critic:  # every activation pruned: no backward of the forward graph at all
         assert "aten.convolution_backward" not in flops["fastgan"]
         assert flops["fastgan"]["aten.convolution"] == flops["textbook"]["aten.convolution"]
-    else:  # SiLU's second derivative is not zero: the backward through it and the first conv stays
+    else:  # SiLU's second derivative and the functional ReLU: the backward below them stays
         assert 0 < flops["fastgan"].get("aten.convolution_backward", 0) < wasted
+    assert not any("forward" in m.__dict__ for m in D.modules())  # the modules are put back
+
+
+def test_a_module_whose_forward_is_replaced_is_left_alone():
+    D = dcgan_critic()
+    act = D[1]
+    act.forward = lambda x: F.leaky_relu(x, 0.2)  # e.g. another library's patch
+    real, fake = torch.randn(2, 3, 16, 16, dtype=torch.float64), torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    eps = torch.rand(2, dtype=torch.float64)
+    _assert_same(fastgan.gradient_penalty(D, real, fake, eps=eps), textbook_wgan_gp(D, real, fake, eps), D, 1e-10)
+    assert "forward" in act.__dict__ and "forward" not in D[3].__dict__
 
 
 def test_the_pruned_activations_keep_the_first_order_graph():
