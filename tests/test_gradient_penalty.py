@@ -355,6 +355,68 @@ def test_r1_through_fastgan_batch_norm_in_training_matches_torch():
     torch.testing.assert_close(D[1].running_var, ref_D[1].running_var)
 
 
+class _NormD(nn.Module):
+    """conv -> (conditional) batch norm in training -> LeakyReLU -> linear; ``fused``: fastgan's BN / CBN with the
+    activation fused, else torch's BatchNorm2d (and a class-indexed affine) and nn.LeakyReLU."""
+
+    def __init__(self, fused, conditional):
+        super().__init__()
+        torch.manual_seed(5)
+        self.conv, self.lin = nn.Conv2d(3, 6, 3, 2, 1), nn.Linear(6 * 4 * 4, 1)
+        self.fused, self.conditional = fused, conditional
+        if fused and conditional:
+            self.bn = fastgan.nn.ConditionalBatchNorm2d(6, 3, activation="leaky_relu", negative_slope=0.2)
+        elif fused:
+            self.bn = fastgan.nn.BatchNorm2d(6, activation="leaky_relu", negative_slope=0.2)
+        else:
+            self.bn = nn.BatchNorm2d(6, affine=not conditional)
+            self.act = nn.LeakyReLU(0.2)
+            if conditional:
+                self.weight, self.bias = nn.Parameter(torch.ones(3, 6)), nn.Parameter(torch.zeros(3, 6))
+        with torch.no_grad():  # away from the identity affine, so that its gradients show
+            for n, p in self.named_parameters():
+                if not n.startswith(("conv", "lin")):
+                    p.copy_(torch.randn_like(p) * 0.5 + (1.0 if n.endswith("weight") else 0.0))
+
+    def forward(self, x, y):
+        h = self.conv(x)
+        if not self.fused:
+            h = self.bn(h)
+            if self.conditional:
+                h = h * self.weight[y][:, :, None, None] + self.bias[y][:, :, None, None]
+            h = self.act(h)
+        else:
+            h = self.bn(h, y) if self.conditional else self.bn(h)
+        return self.lin(h.flatten(1))
+
+
+@pytest.mark.parametrize("conditional", [False, True], ids=["batch_norm", "cond_batch_norm"])
+def test_penalties_through_fastgan_norms_with_fused_activations_match_torch(conditional):
+    """fastgan's BN and CBN (training, LeakyReLU fused) under the double backward of R1 and WGAN-GP: the same
+    penalty and parameter gradients as torch's layers through the textbook penalty."""
+    ref_D, D = _NormD(False, conditional).double(), _NormD(True, conditional).double()
+    sd = {k.replace("bn.weight", "weight").replace("bn.bias", "bias") if conditional else k: v
+          for k, v in ref_D.state_dict().items()}
+    D.load_state_dict({("bn." + k if conditional and k in ("weight", "bias") else k): v for k, v in sd.items()})
+    g = torch.Generator().manual_seed(10)
+    real, fake = (torch.randn(5, 3, 8, 8, generator=g, dtype=torch.float64) for _ in range(2))
+    y, eps = torch.tensor([0, 2, 1, 2, 0]), torch.rand(5, generator=g, dtype=torch.float64)
+    with fastgan.use_backend("torch"):
+        pens = [fastgan.r1_penalty(D, real, 10.0, critic_args=(y,)),
+                fastgan.gradient_penalty(D, real, fake, eps=eps, critic_args=(y,))]
+        grads = [_param_grads(p, D) for p in pens]
+    refs = [textbook_r1(ref_D, real, 10.0, args=(y,)), textbook_wgan_gp(ref_D, real, fake, eps, args=(y,))]
+    names = [n for n, _ in D.named_parameters()]
+    ref_params = dict(ref_D.named_parameters())
+    for pen, grad, ref_pen in zip(pens, grads, refs):
+        torch.testing.assert_close(pen, ref_pen, rtol=1e-10, atol=0)
+        ref_grad = dict(zip(ref_params, _param_grads(ref_pen, ref_D)))
+        for n, a in zip(names, grad):
+            b = ref_grad[n.removeprefix("bn.") if conditional and n.startswith("bn.") else n]
+            assert b.abs().max() > 0 or n.endswith("bias"), n  # (each gradient shows, but a last bias)
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12, msg=n)
+
+
 def _gpu_backends():
     from fastgan import _backend
 
