@@ -1,4 +1,4 @@
-"""The ``fastgan`` command: ``fastgan info``, ``fastgan bench`` and ``fastgan fid``."""
+"""The ``fastgan`` command: ``fastgan info``, ``fastgan bench``, ``fastgan train`` and ``fastgan fid``."""
 from __future__ import annotations
 
 import argparse
@@ -92,6 +92,55 @@ def _fid(args) -> int:
     return 0
 
 
+def _train_arguments(p) -> None:
+    from .train import TrainConfig
+
+    d = TrainConfig()
+    p.add_argument("model", help="dcgan, wgan-gp or sngan")
+    p.add_argument("--steps", type=int, default=d.steps, help=f"generator steps (default {d.steps})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
+    p.add_argument("--resolution", type=int, default=d.resolution, help=f"pixels (default {d.resolution})")
+    p.add_argument("--width", type=int, default=None, help="ngf/ndf/ch (default: the paper's, 64)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--fused", dest="fused", action="store_true", default=True,
+                       help="fastgan layers (default)")
+    group.add_argument("--eager", dest="fused", action="store_false", help="plain PyTorch layers")
+    p.add_argument("--backend", choices=("auto", "torch", "triton", "cuda"), default=None,
+                   help="fastgan backend (default: auto)")
+    p.add_argument("--amp", action="store_true", help="autocast (float16 + GradScaler on CUDA, bfloat16 on CPU)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--out", default=d.out, help=f"output folder (default {d.out})")
+    p.add_argument("--data", default=None, help="image folder or .npz (default: the embedded shapes)")
+    p.add_argument("--ema", type=float, default=None, help="EMA decay of G for the samples (e.g. 0.999)")
+    p.add_argument("--sample-every", type=int, default=d.sample_every)
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    p.add_argument("--device", default=None, help="cuda, cpu (default: cuda if available)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the model's paper's)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _train(args) -> int:
+    from .train import TrainConfig, Trainer
+
+    config = TrainConfig(model=args.model, steps=args.steps, batch_size=args.batch_size, resolution=args.resolution,
+                         width=args.width, fused=args.fused, backend=args.backend, amp=args.amp, seed=args.seed,
+                         out=args.out, data=args.data, ema=args.ema, sample_every=args.sample_every,
+                         checkpoint_every=args.checkpoint_every, device=args.device, lr=args.lr,
+                         progress=not args.quiet)
+    trainer = Trainer(config, resume=args.resume)
+    summary = trainer.fit()
+    last = summary["last"] or {}
+    per_step = summary["seconds_per_step"]
+    speed = f", {per_step * 1e3:.0f} ms/step" if per_step else ""
+    layers = "fastgan layers" if config.fused else "PyTorch layers"
+    print(f"{config.model}: {summary['steps']} steps on {summary['device']} ({layers}{speed}); last D loss "
+          f"{last.get('d_loss', float('nan')):.4f}, G loss {last.get('g_loss', float('nan')):.4f}; samples: "
+          f"{trainer.out / 'samples.png'}, losses: {trainer.out / 'losses.csv'}, checkpoint: "
+          f"{trainer.out / 'checkpoint.pt'}")
+    return 0
+
+
 def _version() -> str:
     from . import __version__
 
@@ -109,6 +158,11 @@ def main(argv=None) -> int:
     sub.add_parser("info", help="versions, the CUDA extension, the GPU and the backend each op uses")
     bench_command.add_arguments(sub.add_parser("bench",
                                                help="benchmark fastgan against eager PyTorch and torch.compile"))
+    train = sub.add_parser("train", help="train a GAN of the zoo (default data: embedded shapes, no download)",
+                           description="Train MODEL (dcgan, wgan-gp, sngan) on the embedded shapes data or on an "
+                                       "image folder / .npz array; writes samples, losses and a checkpoint to "
+                                       "--out, and resumes from it with --resume.")
+    _train_arguments(train)
     fid = sub.add_parser("fid", help="FID between two image folders or .npz statistics files",
                          description="FID between A and B (image folders or .npz files with mu and sigma, as "
                                      "pytorch-fid and clean-fid write them), with pytorch-fid's InceptionV3. "
@@ -130,6 +184,12 @@ def main(argv=None) -> int:
         return 0
     if args.command == "bench":
         return bench_command.main(args, bench_command.command_line(argv))
+    if args.command == "train":
+        try:
+            return _train(args)
+        except (OSError, ValueError, RuntimeError, FloatingPointError) as e:  # bad options, missing data: one line
+            print(f"fastgan train: error: {e}", file=sys.stderr)
+            return 2
     if args.command == "fid":
         try:
             return _fid(args)

@@ -1,0 +1,375 @@
+"""The training loop behind ``fastgan train MODEL``: a zoo GAN (``fastgan.models.GANS``) on the embedded shapes
+data (no download) or on an image folder / ``.npz`` array, with progress, sample grids, a loss log and plot, and
+checkpoints that resume exactly.
+
+    from fastgan.train import TrainConfig, Trainer
+    Trainer(TrainConfig(model="dcgan", steps=1000, out="run")).fit()
+
+Every random draw (data indices, latents, interpolation weights) comes from one generator seeded by ``seed`` and
+saved in the checkpoint, so the step after a resume is the step the uninterrupted run would take (bitwise on the
+CPU). Files in ``out``: ``losses.csv`` (a row per generator step), ``losses.png``, ``samples.png`` (the latest grid
+of a fixed latent batch) and ``samples/step_NNNNNN.png``, ``checkpoint.pt``, ``summary.json``.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import models
+from .data import Shapes, load_images
+from .penalties import gradient_penalty
+
+CSV_FIELDS = ("step", "d_loss", "g_loss", "penalty", "d_real", "d_fake", "seconds")
+
+
+@dataclass
+class TrainConfig:
+    """One training run (the options of ``fastgan train``)."""
+
+    model: str = "dcgan"
+    steps: int = 1000  # generator steps
+    batch_size: int = 64
+    resolution: int = 32
+    width: int | None = None  # ngf / ndf / ch (default: the paper's)
+    fused: bool = True
+    backend: str | None = None
+    amp: bool = False
+    seed: int = 0
+    out: str = "fastgan-train"
+    data: str | None = None  # an image folder or .npz; None: the embedded shapes
+    data_size: int = 50_000  # images of the embedded set
+    ema: float | None = None  # decay of an EMA copy of G used for samples (e.g. 0.999)
+    sample_every: int = 200
+    checkpoint_every: int = 500
+    device: str | None = None
+    lr: float | None = None  # default: the model's
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.model not in models.GANS:
+            raise ValueError(f"unknown model {self.model!r}; one of {', '.join(models.GANS)}")
+        spec = models.GANS[self.model]
+        if self.resolution not in spec.resolutions:
+            raise ValueError(f"{self.model} supports --resolution {' or '.join(map(str, spec.resolutions))}, "
+                             f"not {self.resolution}")
+        for name in ("steps", "batch_size", "sample_every", "checkpoint_every", "data_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be a positive integer, got {v!r}")
+        if self.width is not None and self.width < 1:
+            raise ValueError(f"width must be positive, got {self.width}")
+        if self.ema is not None and not 0.0 < self.ema < 1.0:
+            raise ValueError(f"ema must be a decay in (0, 1), got {self.ema}")
+        if self.data is not None and not Path(self.data).exists():
+            raise FileNotFoundError(f"no data at {self.data}: give an image folder or an .npz file")
+
+
+def _device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name} was asked for, but torch sees no CUDA device")
+    return dev
+
+
+class EMA:
+    """An exponential moving average of a module's parameters (buffers copied), written through ``.data`` as
+    BigGAN-PyTorch and StyleGAN do: p_ema <- decay p_ema + (1 - decay) p."""
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.module, self.decay = copy.deepcopy(module).eval().requires_grad_(False), decay
+
+    @torch.no_grad()
+    def update(self, source: torch.nn.Module) -> None:
+        for p_ema, p in zip(self.module.parameters(), source.parameters()):
+            p_ema.data.lerp_(p.data, 1 - self.decay)
+        for b_ema, b in zip(self.module.buffers(), source.buffers()):
+            b_ema.data.copy_(b.data)
+
+
+class Trainer:
+    """Builds the model, data, optimizers and logs of a :class:`TrainConfig`, resuming from ``out/checkpoint.pt``
+    when ``resume=True`` and it exists; :meth:`step` runs one generator step (with its critic steps), :meth:`fit`
+    the rest of the run."""
+
+    def __init__(self, config: TrainConfig, resume: bool = False):
+        config.validate()
+        self.config, self.spec = config, models.GANS[config.model]
+        self.device = _device(config.device)
+        self.out = Path(config.out)
+        self.data = (load_images(config.data, config.resolution) if config.data
+                     else Shapes(config.resolution, config.data_size, seed=0))
+        torch.manual_seed(config.seed)
+        self.G, self.D = models.build(config.model, config.resolution, config.width, config.fused,
+                                      self.data.channels)
+        self.G.to(self.device)
+        self.D.to(self.device)
+        lr = config.lr or self.spec.lr
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=lr, betas=self.spec.betas)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=lr, betas=self.spec.betas)
+        self.ema = EMA(self.G, config.ema) if config.ema else None
+        self.rng = torch.Generator().manual_seed(config.seed)
+        self.z_fixed = torch.randn(64, self.spec.nz, generator=torch.Generator().manual_seed(config.seed + 1))
+        amp_cuda = config.amp and self.device.type == "cuda"
+        self.scalers = [torch.amp.GradScaler("cuda") for _ in range(2)] if amp_cuda else None
+        self.amp_dtype = (torch.float16 if amp_cuda else torch.bfloat16) if config.amp else None
+        self.step_count, self.history = 0, []
+        if resume and (self.out / "checkpoint.pt").exists():
+            self.load(self.out / "checkpoint.pt")
+
+    # ------------------------------------------------------------ one step
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _real(self) -> torch.Tensor:
+        idx = torch.randint(0, len(self.data), (self.config.batch_size,), generator=self.rng)
+        return self.data.batch(idx)[0].to(self.device, non_blocking=True)
+
+    def _z(self) -> torch.Tensor:
+        return torch.randn(self.config.batch_size, self.spec.nz, generator=self.rng).to(self.device)
+
+    def _backward_step(self, loss, opt, which: int) -> None:
+        opt.zero_grad(set_to_none=True)
+        if self.scalers is None:
+            loss.backward()
+            opt.step()
+        else:
+            self.scalers[which].scale(loss).backward()
+            self.scalers[which].step(opt)
+            self.scalers[which].update()
+
+    def step(self) -> dict:
+        """One generator step after ``n_critic`` discriminator steps; returns the last losses (floats)."""
+        cfg, spec = self.config, self.spec
+        t0 = time.perf_counter()
+        with _backend_scope(cfg.backend):
+            for _ in range(spec.n_critic):
+                real = self._real()
+                z = self._z()
+                with self._autocast():
+                    with torch.no_grad():
+                        fake = self.G(z)
+                    d_real, d_fake = self.D(real), self.D(fake)
+                    loss_d = models.d_loss(spec.loss, d_real.float(), d_fake.float())
+                pen = torch.zeros((), device=self.device)
+                if spec.penalty == "wgan-gp":
+                    eps = torch.rand(cfg.batch_size, generator=self.rng).to(self.device)
+                    with self._autocast():
+                        pen = gradient_penalty(self.D, real, fake.float(), weight=spec.penalty_weight, eps=eps,
+                                               scaler=self.scalers[1] if self.scalers else None,
+                                               check_finite=False)
+                self._backward_step(loss_d + pen, self.opt_D, 1)
+            z = self._z()
+            with self._autocast():
+                loss_g = models.g_loss(spec.loss, self.D(self.G(z)).float())
+            self._backward_step(loss_g, self.opt_G, 0)
+        if self.ema is not None:
+            self.ema.update(self.G)
+        self.step_count += 1
+        row = {"step": self.step_count, "d_loss": loss_d.item(), "g_loss": loss_g.item(), "penalty": pen.item(),
+               "d_real": d_real.detach().float().mean().item(), "d_fake": d_fake.detach().float().mean().item(),
+               "seconds": time.perf_counter() - t0}
+        self.history.append(row)
+        return row
+
+    # ------------------------------------------------------------ samples, logs, checkpoints
+
+    @torch.no_grad()
+    def samples(self, z: torch.Tensor | None = None) -> torch.Tensor:
+        """Images of the fixed latent batch (or of ``z``) from the EMA generator if any, in eval mode: (N, C, R, R)
+        in [-1, 1], on the CPU."""
+        G = self.ema.module if self.ema is not None else self.G
+        was = G.training
+        G.eval()
+        try:
+            with _backend_scope(self.config.backend):
+                return G((self.z_fixed if z is None else z).to(self.device)).float().clamp(-1, 1).cpu()
+        finally:
+            G.train(was)
+
+    def write_samples(self) -> Path:
+        grid = image_grid(self.samples())
+        (self.out / "samples").mkdir(parents=True, exist_ok=True)
+        path = self.out / "samples" / f"step_{self.step_count:06d}.png"
+        save_png(grid, path)
+        save_png(grid, self.out / "samples.png")
+        return path
+
+    def write_logs(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / "losses.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            w.writeheader()
+            for row in self.history:
+                w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        plot_losses(self.history, self.out / "losses.png", f"{self.config.model}: losses per generator step")
+
+    def state_dict(self) -> dict:
+        return {"config": asdict(self.config), "step": self.step_count, "G": self.G.state_dict(),
+                "D": self.D.state_dict(), "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
+                "G_ema": self.ema.module.state_dict() if self.ema else None, "rng": self.rng.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "scalers": [s.state_dict() for s in self.scalers] if self.scalers else None,
+                "history": self.history}
+
+    def save(self, path: Path | None = None) -> Path:
+        path = path or self.out / "checkpoint.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state_dict(), tmp)
+        tmp.replace(path)  # never a half-written checkpoint
+        return path
+
+    def load(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        saved = {k: state["config"].get(k) for k in ("model", "resolution", "width", "batch_size")}
+        mine = {k: getattr(self.config, k) for k in saved}
+        if saved != mine:
+            raise ValueError(f"{path} was trained with {saved}; this run asks for {mine}: use another --out")
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        if self.ema is not None and state["G_ema"] is not None:
+            self.ema.module.load_state_dict(state["G_ema"])
+        if self.scalers and state["scalers"]:
+            for s, st in zip(self.scalers, state["scalers"]):
+                s.load_state_dict(st)
+        self.rng.set_state(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step_count, self.history = state["step"], list(state["history"])
+
+    # ------------------------------------------------------------ the run
+
+    def fit(self) -> dict:
+        """Train up to ``config.steps`` generator steps, writing samples, logs and checkpoints; returns the
+        summary (also written to ``summary.json``)."""
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        start, t0 = self.step_count, time.perf_counter()
+        bar = tqdm(total=cfg.steps, initial=start, desc=f"{cfg.model} {cfg.resolution}px", unit="step",
+                   disable=not cfg.progress, dynamic_ncols=True)
+        for _ in range(start, cfg.steps):
+            row = self.step()
+            if not (math.isfinite(row["d_loss"]) and math.isfinite(row["g_loss"])):
+                self.write_logs()
+                raise FloatingPointError(f"step {row['step']}: the losses are not finite (D {row['d_loss']}, G "
+                                         f"{row['g_loss']}); the logs so far are in {self.out}")
+            bar.update(1)
+            bar.set_postfix(D=f"{row['d_loss']:.3f}", G=f"{row['g_loss']:.3f}")
+            if self.step_count % cfg.sample_every == 0:
+                self.write_samples()
+            if self.step_count % cfg.checkpoint_every == 0:
+                self.save()
+                self.write_logs()
+        bar.close()
+        self.write_samples()
+        self.save()
+        self.write_logs()
+        steps = self.step_count - start
+        summary = {"model": cfg.model, "steps": self.step_count, "device": str(self.device),
+                   "fused": cfg.fused, "backend": cfg.backend or "auto",
+                   "seconds_per_step": (time.perf_counter() - t0) / steps if steps else None,
+                   "last": self.history[-1] if self.history else None, "out": str(self.out)}
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
+
+
+class _backend_scope:
+    """``fastgan.use_backend(name)`` for a name, nothing for None."""
+
+    def __init__(self, name):
+        self.name, self.ctx = name, None
+
+    def __enter__(self):
+        if self.name is not None:
+            from . import use_backend
+
+            self.ctx = use_backend(self.name)
+            self.ctx.__enter__()
+
+    def __exit__(self, *exc):
+        if self.ctx is not None:
+            self.ctx.__exit__(*exc)
+
+
+# ---------------------------------------------------------------- images without extra packages
+
+
+def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> np.ndarray:
+    """(N, C, H, W) in [-1, 1] -> an (rows (H + pad), cols (W + pad), 3) uint8 grid (gray for one channel)."""
+    n, c, h, w = images.shape
+    nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
+    rows = int(math.ceil(n / nrow))
+    x = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    if c == 1:
+        x = x.expand(-1, 3, -1, -1)
+    grid = torch.zeros(3, rows * (h + pad) + pad, nrow * (w + pad) + pad, dtype=torch.uint8)
+    for i in range(n):
+        r, q = divmod(i, nrow)
+        grid[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = x[i]
+    return grid.permute(1, 2, 0).numpy()
+
+
+def save_png(array: np.ndarray, path: Path, min_side: int = 256) -> None:
+    """Write an (H, W, 3) uint8 array as PNG, scaled up by whole pixels to at least ``min_side``."""
+    from PIL import Image
+
+    im = Image.fromarray(array)
+    k = max(1, min_side // max(1, min(im.size)))
+    if k > 1:
+        im = im.resize((im.width * k, im.height * k), Image.NEAREST)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path)
+
+
+def plot_losses(history: list[dict], path: Path, title: str, size=(720, 360)) -> None:
+    """A line chart of the D and G losses per step (PIL only: no plotting package needed)."""
+    from PIL import Image, ImageDraw
+
+    if not history:
+        return
+    W, H = size
+    left, right, top, bottom = 60, 20, 30, 40
+    im = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(im)
+    series = {"D": ([r["d_loss"] for r in history], (200, 40, 40)), "G": ([r["g_loss"] for r in history],
+                                                                          (40, 90, 200))}
+    values = [v for s, _ in series.values() for v in s if math.isfinite(v)]
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    hi = hi if hi > lo else lo + 1.0
+    steps = [r["step"] for r in history]
+    s0, s1 = steps[0], max(steps[-1], steps[0] + 1)
+
+    def xy(step, v):
+        return (left + (step - s0) / (s1 - s0) * (W - left - right), top + (hi - v) / (hi - lo) * (H - top - bottom))
+
+    draw.rectangle([left, top, W - right, H - bottom], outline=(160, 160, 160))
+    for frac in (0.0, 0.5, 1.0):
+        v = lo + frac * (hi - lo)
+        y = xy(s0, v)[1]
+        draw.text((5, y - 6), f"{v:.3g}", fill="black")
+    draw.text((left, H - bottom + 8), f"step {s0}", fill="black")
+    draw.text((W - right - 80, H - bottom + 8), f"step {steps[-1]}", fill="black")
+    draw.text((left, 8), title, fill="black")
+    for i, (name, (vals, color)) in enumerate(series.items()):
+        pts = [xy(s, v) for s, v in zip(steps, vals) if math.isfinite(v)]
+        if len(pts) > 1:
+            draw.line(pts, fill=color, width=1)
+        draw.text((W - right - 60 + 30 * i, 8), name, fill=color)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path)

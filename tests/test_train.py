@@ -1,0 +1,157 @@
+"""fastgan.train, fastgan.data and `fastgan train`: short runs of every zoo GAN, exact resume, the embedded data
+sets and their metrics, image folders and .npz arrays, bad command lines."""
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from fastgan import data, models
+from fastgan.train import TrainConfig, Trainer
+
+pytestmark = pytest.mark.no_triton  # the torch backend only
+
+
+def _config(tmp_path, model="dcgan", **kw):
+    base = dict(model=model, steps=4, batch_size=8, resolution=32, width=4, backend="torch", seed=3,
+                out=str(tmp_path / model), data_size=256, sample_every=2, checkpoint_every=2, progress=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.parametrize("model", list(models.GANS))
+def test_a_short_run_writes_its_files_with_finite_losses(tmp_path, model):
+    cfg = _config(tmp_path, model)
+    summary = Trainer(cfg).fit()
+    out = tmp_path / model
+    for name in ("losses.csv", "losses.png", "samples.png", "checkpoint.pt", "summary.json", "samples/step_000002.png"):
+        assert (out / name).exists(), name
+    rows = list(csv.DictReader(open(out / "losses.csv")))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert all(np.isfinite(float(r[k])) for r in rows for k in ("d_loss", "g_loss", "penalty"))
+    assert (float(rows[-1]["penalty"]) > 0) == (models.GANS[model].penalty is not None)
+    assert summary["steps"] == 4
+
+
+def test_the_discriminator_learns_to_tell_real_from_fake(tmp_path):
+    """A few dozen steps of DCGAN: D's loss falls from its chance value 2 log 2 (and its logits part)."""
+    trainer = Trainer(_config(tmp_path, steps=30, batch_size=16, width=8, sample_every=100, checkpoint_every=100))
+    trainer.fit()
+    first, last = trainer.history[0], trainer.history[-1]
+    assert abs(first["d_loss"] - 2 * np.log(2)) < 0.3
+    assert last["d_loss"] < first["d_loss"] - 0.3
+    assert last["d_real"] > last["d_fake"]
+
+
+def _params(trainer):
+    return {f"{w}.{k}": v.clone() for w, m in (("G", trainer.G), ("D", trainer.D))
+            for k, v in m.state_dict().items()}
+
+
+@pytest.mark.parametrize("model", ["dcgan", "wgan-gp"])
+def test_a_resumed_run_takes_the_uninterrupted_runs_steps_bitwise(tmp_path, model):
+    straight = Trainer(_config(tmp_path / "a", model, steps=4))
+    straight.fit()
+    first = Trainer(_config(tmp_path / "b", model, steps=2))
+    first.fit()
+    resumed = Trainer(_config(tmp_path / "b", model, steps=4), resume=True)
+    assert resumed.step_count == 2
+    resumed.fit()
+    a, b = _params(straight), _params(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in straight.history]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in resumed.history]
+
+
+def test_resume_refuses_a_checkpoint_of_another_configuration(tmp_path):
+    Trainer(_config(tmp_path, steps=1)).fit()
+    with pytest.raises(ValueError, match="use another --out"):
+        Trainer(_config(tmp_path, steps=2, width=8), resume=True)
+
+
+def test_samples_are_images_of_the_fixed_latents(tmp_path):
+    trainer = Trainer(_config(tmp_path, ema=0.9))
+    trainer.fit()
+    x = trainer.samples()
+    assert x.shape == (64, 3, 32, 32) and float(x.abs().max()) <= 1.0
+    torch.testing.assert_close(trainer.samples(), x)  # eval mode: deterministic
+    assert trainer.G.training  # put back
+
+
+def test_shapes_are_deterministic_labelled_images():
+    a, b = data.Shapes(24, size=100, seed=5), data.Shapes(24, size=100, seed=5)
+    x, y = a.batch(torch.arange(10))
+    x2, y2 = b.batch(torch.arange(10))
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    assert x.shape == (10, 3, 24, 24) and x.min() >= -1 and x.max() <= 1
+    assert set(a.labels.tolist()) == set(range(len(data.SHAPE_CLASSES)))
+    # the shape covers a share of the image that depends on its class and size, and its colour is the table's
+    cover = (x > -0.8).any(dim=1).float().mean(dim=(1, 2))
+    assert bool((cover > 0.05).all() and (cover < 0.7).all())
+    assert not torch.equal(data.Shapes(24, size=100, seed=6).batch(torch.arange(10))[0], x)
+
+
+def test_ring_metrics_tell_coverage_from_collapse():
+    ring = data.Ring()
+    g = torch.Generator().manual_seed(0)
+    good = ring.metrics(ring.sample(2500, g)[0])
+    assert good["modes_covered"] == 8 and good["high_quality"] > 0.98  # P(chi2_2 <= 9) = 0.989
+    collapsed = ring.metrics(ring.centers[3] + 0.01 * torch.randn(2500, 2, generator=g))
+    assert collapsed["modes_covered"] == 1
+    off = ring.metrics(torch.zeros(2500, 2))
+    assert off["modes_covered"] == 0 and off["high_quality"] == 0.0
+
+
+def test_image_folders_and_npz_arrays_load(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, (6, 20, 16, 3), dtype=np.uint8)  # not square: centre-cropped
+    for i, a in enumerate(arr):
+        d = tmp_path / "folder" / ("cats" if i < 4 else "dogs")
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(a).save(d / f"{i}.png")
+    imgs = data.load_images(tmp_path / "folder", 16)
+    assert len(imgs) == 6 and imgs.num_classes == 2 and imgs.resolution == 16
+    x, y = imgs.batch([0, 5])
+    assert y.tolist() == [0, 1]
+    torch.testing.assert_close(x[0], torch.from_numpy(arr[0, 2:18]).permute(2, 0, 1).float() / 127.5 - 1)
+    sq = rng.integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    np.savez(tmp_path / "x.npz", x=sq, y=np.arange(5))
+    imgs = data.load_images(tmp_path / "x.npz", 16)
+    x, y = imgs.batch([4])
+    assert y.tolist() == [4]
+    torch.testing.assert_close(x[0], torch.from_numpy(sq[4]).permute(2, 0, 1).float() / 127.5 - 1)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no images"):
+        data.load_images(tmp_path / "empty", 16)
+
+
+def _cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "fastgan", "train", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["stylegan"], "unknown model 'stylegan'; one of dcgan, wgan-gp, sngan"),
+    (["dcgan", "--data", "no/such/folder"], "no data at no/such/folder"),
+    (["sngan", "--resolution", "64"], "sngan supports --resolution 32, not 64"),
+    (["dcgan", "--steps", "0"], "steps must be a positive integer"),
+])
+def test_bad_command_lines_get_one_line_errors(tmp_path, args, message):
+    r = _cli(*args, "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], r.stderr
+
+
+def test_the_command_trains_and_says_where_its_files_are(tmp_path):
+    r = _cli("dcgan", "--steps", "3", "--batch-size", "4", "--width", "4", "--out", str(tmp_path / "run"),
+             "--quiet", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "3 steps" in r.stdout and str(tmp_path / "run" / "samples.png") in r.stdout
+    assert (tmp_path / "run" / "samples.png").exists()
