@@ -18,12 +18,12 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 class Shapes:
-    """Coloured shapes on a dark background, one per image: a circle, a square, a triangle or a cross (the class
-    label), with a random colour, size, position and rotation, deterministic from ``seed`` and the index, rendered
-    anti-aliased at any resolution (>= 8). ``size`` images (the parameters are a small table; pixels are rendered
-    per batch)."""
+    """Coloured shapes on a dark background, one per image: a circle, a square, an upright triangle or a cross (the
+    class label), with a random colour, size and position (and, with ``rotate=True``, angle), deterministic from
+    ``seed`` and the index, rendered anti-aliased at any resolution (>= 8). ``size`` images (the parameters are a
+    small table; pixels are rendered per batch)."""
 
-    def __init__(self, resolution: int = 32, size: int = 50_000, seed: int = 0):
+    def __init__(self, resolution: int = 32, size: int = 50_000, seed: int = 0, rotate: bool = False):
         if not isinstance(resolution, int) or resolution < 8:
             raise ValueError(f"Shapes: resolution must be an int >= 8, got {resolution!r}")
         if size < 1:
@@ -33,10 +33,10 @@ class Shapes:
         self.labels = torch.randint(0, self.num_classes, (size,), generator=g)
         hue = torch.rand(size, generator=g)
         self.colors = _hue_to_rgb(hue) * (0.75 + 0.25 * torch.rand(size, 1, generator=g))
-        self.scale = 0.22 + 0.16 * torch.rand(size, generator=g)  # half-extent, in units of the image side
+        self.scale = 0.24 + 0.14 * torch.rand(size, generator=g)  # half-extent, in units of the image side
         lo, span = self.scale + 0.03, 1 - 2 * (self.scale + 0.03)
         self.centers = lo[:, None] + span[:, None] * torch.rand(size, 2, generator=g)
-        self.angles = 2 * math.pi * torch.rand(size, generator=g)
+        self.angles = 2 * math.pi * torch.rand(size, generator=g) * rotate
 
     def __len__(self) -> int:
         return self.size
@@ -51,7 +51,7 @@ class Shapes:
         c, s = torch.cos(self.angles[idx])[:, None, None], torch.sin(self.angles[idx])[:, None, None]
         scale = self.scale[idx][:, None, None]
         px, py = (c * dx + s * dy) / scale, (-s * dx + c * dy) / scale
-        sdf = torch.stack([_circle(px, py), _square(px, py), _triangle(px, py), _cross(px, py)], dim=1)
+        sdf = torch.stack([_circle(px, py), _square(px, py), _triangle(px, -py), _cross(px, py)], dim=1)
         d = sdf.gather(1, self.labels[idx][:, None, None, None].expand(-1, 1, R, R))  # (B, 1, R, R)
         alpha = (0.5 - d * scale[:, None] * R).clamp(0, 1)  # signed distance in pixels -> coverage
         background = 0.08

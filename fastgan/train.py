@@ -83,15 +83,20 @@ def _device(name: str | None) -> torch.device:
 
 class EMA:
     """An exponential moving average of a module's parameters (buffers copied), written through ``.data`` as
-    BigGAN-PyTorch and StyleGAN do: p_ema <- decay p_ema + (1 - decay) p."""
+    BigGAN-PyTorch and StyleGAN do: p_ema <- d p_ema + (1 - d) p, with d = min(decay, (1 + t) / (10 + t)) at update
+    t (TensorFlow's ExponentialMovingAverage with num_updates: a short run is not dominated by the initial
+    weights)."""
 
     def __init__(self, module: torch.nn.Module, decay: float):
         self.module, self.decay = copy.deepcopy(module).eval().requires_grad_(False), decay
+        self.updates = 0
 
     @torch.no_grad()
     def update(self, source: torch.nn.Module) -> None:
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        self.updates += 1
         for p_ema, p in zip(self.module.parameters(), source.parameters()):
-            p_ema.data.lerp_(p.data, 1 - self.decay)
+            p_ema.data.lerp_(p.data, 1 - d)
         for b_ema, b in zip(self.module.buffers(), source.buffers()):
             b_ema.data.copy_(b.data)
 
@@ -110,15 +115,18 @@ class Trainer:
                      else Shapes(config.resolution, config.data_size, seed=0))
         torch.manual_seed(config.seed)
         self.G, self.D = models.build(config.model, config.resolution, config.width, config.fused,
-                                      self.data.channels)
+                                      self.data.channels, self.data.num_classes)
+        self.nz = models.latent_size(config.model, self.G)
         self.G.to(self.device)
         self.D.to(self.device)
         lr = config.lr or self.spec.lr
+        lr_d = config.lr or self.spec.lr_d or self.spec.lr
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=lr, betas=self.spec.betas)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=lr, betas=self.spec.betas)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=lr_d, betas=self.spec.betas)
         self.ema = EMA(self.G, config.ema) if config.ema else None
         self.rng = torch.Generator().manual_seed(config.seed)
-        self.z_fixed = torch.randn(64, self.spec.nz, generator=torch.Generator().manual_seed(config.seed + 1))
+        self.z_fixed = torch.randn(64, self.nz, generator=torch.Generator().manual_seed(config.seed + 1))
+        self.y_fixed = torch.arange(64) % self.data.num_classes  # a column of the grid per class
         amp_cuda = config.amp and self.device.type == "cuda"
         self.scalers = [torch.amp.GradScaler("cuda") for _ in range(2)] if amp_cuda else None
         self.amp_dtype = (torch.float16 if amp_cuda else torch.bfloat16) if config.amp else None
@@ -133,12 +141,21 @@ class Trainer:
             return torch.autocast(self.device.type, enabled=False)
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def _real(self) -> torch.Tensor:
+    def _real(self) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.randint(0, len(self.data), (self.config.batch_size,), generator=self.rng)
-        return self.data.batch(idx)[0].to(self.device, non_blocking=True)
+        x, y = self.data.batch(idx)
+        return x.to(self.device, non_blocking=True), y.to(self.device)
 
-    def _z(self) -> torch.Tensor:
-        return torch.randn(self.config.batch_size, self.spec.nz, generator=self.rng).to(self.device)
+    def _z(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latents and, for a conditional GAN, the classes to generate (uniform)."""
+        z = torch.randn(self.config.batch_size, self.nz, generator=self.rng).to(self.device)
+        if not self.spec.conditional:
+            return z, None
+        return z, torch.randint(0, self.data.num_classes, (self.config.batch_size,), generator=self.rng).to(
+            self.device)
+
+    def _cond(self, y) -> tuple:
+        return (y,) if self.spec.conditional else ()
 
     def _backward_step(self, loss, opt, which: int) -> None:
         opt.zero_grad(set_to_none=True)
@@ -156,24 +173,25 @@ class Trainer:
         t0 = time.perf_counter()
         with _backend_scope(cfg.backend):
             for _ in range(spec.n_critic):
-                real = self._real()
-                z = self._z()
+                real, y_real = self._real()
+                z, y = self._z()
                 with self._autocast():
                     with torch.no_grad():
-                        fake = self.G(z)
-                    d_real, d_fake = self.D(real), self.D(fake)
+                        fake = self.G(z, *self._cond(y))
+                    d_real, d_fake = self.D(real, *self._cond(y_real)), self.D(fake, *self._cond(y))
                     loss_d = models.d_loss(spec.loss, d_real.float(), d_fake.float())
                 pen = torch.zeros((), device=self.device)
                 if spec.penalty == "wgan-gp":
                     eps = torch.rand(cfg.batch_size, generator=self.rng).to(self.device)
                     with self._autocast():
                         pen = gradient_penalty(self.D, real, fake.float(), weight=spec.penalty_weight, eps=eps,
+                                               critic_args=self._cond(y_real),
                                                scaler=self.scalers[1] if self.scalers else None,
                                                check_finite=False)
                 self._backward_step(loss_d + pen, self.opt_D, 1)
-            z = self._z()
+            z, y = self._z()
             with self._autocast():
-                loss_g = models.g_loss(spec.loss, self.D(self.G(z)).float())
+                loss_g = models.g_loss(spec.loss, self.D(self.G(z, *self._cond(y)), *self._cond(y)).float())
             self._backward_step(loss_g, self.opt_G, 0)
         if self.ema is not None:
             self.ema.update(self.G)
@@ -187,15 +205,17 @@ class Trainer:
     # ------------------------------------------------------------ samples, logs, checkpoints
 
     @torch.no_grad()
-    def samples(self, z: torch.Tensor | None = None) -> torch.Tensor:
-        """Images of the fixed latent batch (or of ``z``) from the EMA generator if any, in eval mode: (N, C, R, R)
-        in [-1, 1], on the CPU."""
+    def samples(self, z: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Images of the fixed latent batch (or of ``z``; classes ``y`` for a conditional GAN, by default a column
+        of the grid per class) from the EMA generator if any, in eval mode: (N, C, R, R) in [-1, 1], on the CPU."""
         G = self.ema.module if self.ema is not None else self.G
         was = G.training
         G.eval()
         try:
             with _backend_scope(self.config.backend):
-                return G((self.z_fixed if z is None else z).to(self.device)).float().clamp(-1, 1).cpu()
+                z = (self.z_fixed if z is None else z).to(self.device)
+                y = (self.y_fixed[:len(z)] if y is None else y).to(self.device)
+                return G(z, *self._cond(y)).float().clamp(-1, 1).cpu()
         finally:
             G.train(was)
 
@@ -219,7 +239,8 @@ class Trainer:
     def state_dict(self) -> dict:
         return {"config": asdict(self.config), "step": self.step_count, "G": self.G.state_dict(),
                 "D": self.D.state_dict(), "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
-                "G_ema": self.ema.module.state_dict() if self.ema else None, "rng": self.rng.get_state(),
+                "G_ema": self.ema.module.state_dict() if self.ema else None,
+                "ema_updates": self.ema.updates if self.ema else 0, "rng": self.rng.get_state(),
                 "torch_rng": torch.get_rng_state(),
                 "scalers": [s.state_dict() for s in self.scalers] if self.scalers else None,
                 "history": self.history}
@@ -244,6 +265,7 @@ class Trainer:
         self.opt_D.load_state_dict(state["opt_D"])
         if self.ema is not None and state["G_ema"] is not None:
             self.ema.module.load_state_dict(state["G_ema"])
+            self.ema.updates = state["ema_updates"]
         if self.scalers and state["scalers"]:
             for s, st in zip(self.scalers, state["scalers"]):
                 s.load_state_dict(st)

@@ -6,11 +6,11 @@ width, its loss, penalty, critic steps per generator step and Adam settings (tho
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from torch import nn
 
-from . import dcgan, losses, sngan
+from . import cond_resnet, dcgan, losses, sngan
 from .losses import d_loss, g_loss
 
 
@@ -19,7 +19,7 @@ class GANSpec:
     """How one GAN of the zoo is built and trained."""
 
     name: str
-    build: object  # (resolution, width, fused, channels) -> (G, D)
+    build: object  # (resolution, width, fused, channels, num_classes) -> (G, D)
     nz: int
     resolutions: tuple
     width: int  # ngf / ndf / ch of its paper's configuration
@@ -29,22 +29,35 @@ class GANSpec:
     n_critic: int = 1
     penalty: str | None = None  # 'wgan-gp'
     penalty_weight: float = 10.0
+    lr_d: float | None = None  # the discriminator's, where it differs (BigGAN's two time scales)
+    conditional: bool = False  # G(z, y) and D(x, y)
     notes: str = ""
-    extra: dict = field(default_factory=dict)
 
 
-def _dcgan(resolution, width, fused, channels=3):
+def _dcgan(resolution, width, fused, channels=3, num_classes=None):
     return (dcgan.Generator(100, width, channels, resolution, fused),
             dcgan.Discriminator(width, channels, resolution, fused=fused))
 
 
-def _wgan_gp(resolution, width, fused, channels=3):
+def _wgan_gp(resolution, width, fused, channels=3, num_classes=None):
     return (dcgan.Generator(100, width, channels, resolution, fused),
             dcgan.critic(width, channels, resolution, fused=fused))
 
 
-def _sngan(resolution, width, fused, channels=3):
+def _sngan(resolution, width, fused, channels=3, num_classes=None):
     return sngan.Generator(128, width, channels, fused), sngan.Discriminator(width, channels, fused)
+
+
+def _sngan_resnet(resolution, width, fused, channels=3, num_classes=None):
+    return (sngan.ResNetGenerator(128, width, channels, resolution, fused),
+            sngan.ResNetDiscriminator(width, channels, resolution, fused))
+
+
+def _cond_resnet(resolution, width, fused, channels=3, num_classes=None):
+    if not num_classes:
+        raise ValueError("cond-resnet is class-conditional: it needs labelled data (num_classes >= 1)")
+    return (cond_resnet.Generator(num_classes, resolution, width, nc=channels, fused=fused),
+            cond_resnet.Discriminator(num_classes, resolution, width, channels, fused=fused))
 
 
 GANS = {
@@ -55,18 +68,31 @@ GANS = {
                                                 "Adam(1e-4, 0, 0.9)"),
     "sngan": GANSpec("sngan", _sngan, 128, (32,), 64, "hinge", 2e-4, (0.5, 0.999),
                      notes="Miyato et al. (standard CNN, setting C): hinge loss, Adam(2e-4, 0.5, 0.999), 1 D step"),
+    "sngan-resnet": GANSpec("sngan-resnet", _sngan_resnet, 128, sngan.RESNET_RESOLUTIONS, 64, "hinge", 2e-4,
+                            (0.0, 0.9), n_critic=5,
+                            notes="Miyato et al. (ResNet): hinge loss, Adam(2e-4, 0, 0.9), 5 D steps"),
+    "cond-resnet": GANSpec("cond-resnet", _cond_resnet, 0, cond_resnet.RESOLUTIONS, 64, "hinge", 1e-4, (0.0, 0.999),
+                           n_critic=2, lr_d=4e-4, conditional=True,
+                           notes="BigGAN-style: shared embedding, hierarchical z, projection D, SN in G and D, "
+                                 "Adam(G 1e-4, D 4e-4, 0, 0.999), 2 D steps"),
 }
 
 
-def build(name: str, resolution: int, width: int | None = None, fused: bool = False,
-          channels: int = 3) -> tuple[nn.Module, nn.Module]:
-    """(G, D) of the zoo's GAN ``name`` at ``resolution`` pixels (``width``: its ngf/ndf/ch, default the paper's)."""
+def build(name: str, resolution: int, width: int | None = None, fused: bool = False, channels: int = 3,
+          num_classes: int | None = None) -> tuple[nn.Module, nn.Module]:
+    """(G, D) of the zoo's GAN ``name`` at ``resolution`` pixels (``width``: its ngf/ndf/ch, default the paper's;
+    ``num_classes`` for the conditional ones)."""
     if name not in GANS:
         raise ValueError(f"unknown model {name!r}; one of {', '.join(GANS)}")
     spec = GANS[name]
     if resolution not in spec.resolutions:
         raise ValueError(f"{name} supports resolution {', '.join(map(str, spec.resolutions))}, not {resolution}")
-    return spec.build(resolution, width or spec.width, fused, channels)
+    return spec.build(resolution, width or spec.width, fused, channels, num_classes)
 
 
-__all__ = ["GANS", "GANSpec", "build", "d_loss", "dcgan", "g_loss", "losses", "sngan"]
+def latent_size(name: str, G: nn.Module) -> int:
+    """The latent size of a built generator (the conditional one's depends on its depth)."""
+    return getattr(G, "nz", None) or GANS[name].nz
+
+
+__all__ = ["GANS", "GANSpec", "build", "cond_resnet", "d_loss", "dcgan", "g_loss", "latent_size", "losses", "sngan"]
