@@ -117,6 +117,11 @@ def _train_arguments(p) -> None:
     p.add_argument("--device", default=None, help="cuda, cpu (default: cuda if available)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the model's paper's)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--inception-weights", default=None,
+                   help="pt_inception-2015-12-05-6726825d.pth: end with the FID (default: on the embedded data, the "
+                        "Frechet distance in a small classifier's features, which is not FID)")
+    p.add_argument("--eval-samples", type=int, default=d.eval_samples, help="images per set of the final metric")
+    p.add_argument("--no-eval", dest="evaluate", action="store_false", help="skip the final metric")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -127,9 +132,12 @@ def _train(args) -> int:
                          width=args.width, fused=args.fused, backend=args.backend, amp=args.amp, seed=args.seed,
                          out=args.out, data=args.data, ema=args.ema, sample_every=args.sample_every,
                          checkpoint_every=args.checkpoint_every, device=args.device, lr=args.lr,
-                         progress=not args.quiet)
+                         progress=not args.quiet, evaluate=args.evaluate, eval_samples=args.eval_samples,
+                         inception_weights=args.inception_weights)
     trainer = Trainer(config, resume=args.resume)
     summary = trainer.fit()
+    if trainer.rank != 0:  # (torchrun: rank 0 speaks for the run)
+        return 0
     last = summary["last"] or {}
     per_step = summary["seconds_per_step"]
     speed = f", {per_step * 1e3:.0f} ms/step" if per_step else ""
@@ -138,6 +146,14 @@ def _train(args) -> int:
           f"{last.get('d_loss', float('nan')):.4f}, G loss {last.get('g_loss', float('nan')):.4f}; samples: "
           f"{trainer.out / 'samples.png'}, losses: {trainer.out / 'losses.csv'}, checkpoint: "
           f"{trainer.out / 'checkpoint.pt'}")
+    metric = summary["metric"]
+    if metric and "real_vs_real" in metric:
+        print(f"{metric['name']}: {metric['value']:.3f} over {metric['samples']} samples (two real sets: "
+              f"{metric['real_vs_real']:.3f}; classifier accuracy {metric['classifier_accuracy']:.1%})")
+    elif metric:
+        print(f"{metric['name']}: {metric['value']:.3f} over {metric['samples']} samples")
+    elif config.evaluate:
+        print("no final metric: give --inception-weights for FID (the classifier distance needs the embedded data)")
     return 0
 
 

@@ -30,6 +30,14 @@ from .penalties import gradient_penalty
 CSV_FIELDS = ("step", "d_loss", "g_loss", "penalty", "d_real", "d_fake", "seconds")
 
 
+def _world() -> tuple[int, int, int]:
+    """(world size, rank, local rank) of a torchrun launch; (1, 0, 0) otherwise."""
+    import os
+
+    return (int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0")),
+            int(os.environ.get("LOCAL_RANK", "0")))
+
+
 @dataclass
 class TrainConfig:
     """One training run (the options of ``fastgan train``)."""
@@ -52,6 +60,9 @@ class TrainConfig:
     device: str | None = None
     lr: float | None = None  # default: the model's
     progress: bool = True
+    evaluate: bool = True  # the final metric (FID with inception_weights, else the classifier distance)
+    eval_samples: int = 1000
+    inception_weights: str | None = None
 
     def validate(self) -> None:
         if self.model not in models.GANS:
@@ -60,7 +71,7 @@ class TrainConfig:
         if self.resolution not in spec.resolutions:
             raise ValueError(f"{self.model} supports --resolution {' or '.join(map(str, spec.resolutions))}, "
                              f"not {self.resolution}")
-        for name in ("steps", "batch_size", "sample_every", "checkpoint_every", "data_size"):
+        for name in ("steps", "batch_size", "sample_every", "checkpoint_every", "data_size", "eval_samples"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be a positive integer, got {v!r}")
@@ -70,11 +81,13 @@ class TrainConfig:
             raise ValueError(f"ema must be a decay in (0, 1), got {self.ema}")
         if self.data is not None and not Path(self.data).exists():
             raise FileNotFoundError(f"no data at {self.data}: give an image folder or an .npz file")
+        if self.inception_weights is not None and not Path(self.inception_weights).is_file():
+            raise FileNotFoundError(f"no Inception weights at {self.inception_weights}")
 
 
-def _device(name: str | None) -> torch.device:
+def _device(name: str | None, local_rank: int = 0) -> torch.device:
     if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name} was asked for, but torch sees no CUDA device")
@@ -104,12 +117,26 @@ class EMA:
 class Trainer:
     """Builds the model, data, optimizers and logs of a :class:`TrainConfig`, resuming from ``out/checkpoint.pt``
     when ``resume=True`` and it exists; :meth:`step` runs one generator step (with its critic steps), :meth:`fit`
-    the rest of the run."""
+    the rest of the run.
+
+    Under ``torchrun`` (WORLD_SIZE > 1) each process trains on its own batches (its own random stream), the
+    gradients are averaged across processes before every optimizer step, batch norms are fastgan's with synced
+    statistics, the final metric's statistics are reduced across processes, and rank 0 alone writes files.
+    """
 
     def __init__(self, config: TrainConfig, resume: bool = False):
         config.validate()
         self.config, self.spec = config, models.GANS[config.model]
-        self.device = _device(config.device)
+        self.world, self.rank, local_rank = _world()
+        self.device = _device(config.device, local_rank)
+        self._own_group = False
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+                self._own_group = True
+            self.world, self.rank = dist.get_world_size(), dist.get_rank()
         self.out = Path(config.out)
         self.data = (load_images(config.data, config.resolution) if config.data
                      else Shapes(config.resolution, config.data_size, seed=0))
@@ -117,14 +144,19 @@ class Trainer:
         self.G, self.D = models.build(config.model, config.resolution, config.width, config.fused,
                                       self.data.channels, self.data.num_classes)
         self.nz = models.latent_size(config.model, self.G)
+        if self.world > 1:
+            from .nn import convert_sync_batchnorm
+
+            self.G, self.D = convert_sync_batchnorm(self.G), convert_sync_batchnorm(self.D)
         self.G.to(self.device)
         self.D.to(self.device)
+        self._broadcast()
         lr = config.lr or self.spec.lr
         lr_d = config.lr or self.spec.lr_d or self.spec.lr
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=lr, betas=self.spec.betas)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=lr_d, betas=self.spec.betas)
         self.ema = EMA(self.G, config.ema) if config.ema else None
-        self.rng = torch.Generator().manual_seed(config.seed)
+        self.rng = torch.Generator().manual_seed(config.seed + 7919 * self.rank)  # each process its own batches
         self.z_fixed = torch.randn(64, self.nz, generator=torch.Generator().manual_seed(config.seed + 1))
         self.y_fixed = torch.arange(64) % self.data.num_classes  # a column of the grid per class
         amp_cuda = config.amp and self.device.type == "cuda"
@@ -157,13 +189,37 @@ class Trainer:
     def _cond(self, y) -> tuple:
         return (y,) if self.spec.conditional else ()
 
+    def _broadcast(self) -> None:
+        """Every process starts from rank 0's weights and buffers."""
+        if self.world > 1:
+            import torch.distributed as dist
+
+            for m in (self.G, self.D):
+                for t in list(m.parameters()) + list(m.buffers()):
+                    dist.broadcast(t.data, 0)
+
+    def _average_gradients(self, opt) -> None:
+        if self.world == 1:
+            return
+        import torch.distributed as dist
+        from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+        grads = [p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None]
+        flat = _flatten_dense_tensors(grads)
+        dist.all_reduce(flat)
+        flat /= self.world
+        for g, avg in zip(grads, _unflatten_dense_tensors(flat, grads)):
+            g.copy_(avg)
+
     def _backward_step(self, loss, opt, which: int) -> None:
         opt.zero_grad(set_to_none=True)
         if self.scalers is None:
             loss.backward()
+            self._average_gradients(opt)
             opt.step()
         else:
             self.scalers[which].scale(loss).backward()
+            self._average_gradients(opt)
             self.scalers[which].step(opt)
             self.scalers[which].update()
 
@@ -219,8 +275,10 @@ class Trainer:
         finally:
             G.train(was)
 
-    def write_samples(self) -> Path:
+    def write_samples(self) -> Path | None:
         grid = image_grid(self.samples())
+        if self.rank != 0:
+            return None
         (self.out / "samples").mkdir(parents=True, exist_ok=True)
         path = self.out / "samples" / f"step_{self.step_count:06d}.png"
         save_png(grid, path)
@@ -228,6 +286,8 @@ class Trainer:
         return path
 
     def write_logs(self) -> None:
+        if self.rank != 0:
+            return
         self.out.mkdir(parents=True, exist_ok=True)
         with open(self.out / "losses.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
@@ -236,20 +296,33 @@ class Trainer:
                 w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
         plot_losses(self.history, self.out / "losses.png", f"{self.config.model}: losses per generator step")
 
+    def _rng_states(self) -> list:
+        """Every process's random-generator state (rank order)."""
+        if self.world == 1:
+            return [self.rng.get_state()]
+        import torch.distributed as dist
+
+        states = [None] * self.world
+        dist.all_gather_object(states, self.rng.get_state())
+        return states
+
     def state_dict(self) -> dict:
         return {"config": asdict(self.config), "step": self.step_count, "G": self.G.state_dict(),
                 "D": self.D.state_dict(), "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
                 "G_ema": self.ema.module.state_dict() if self.ema else None,
-                "ema_updates": self.ema.updates if self.ema else 0, "rng": self.rng.get_state(),
+                "ema_updates": self.ema.updates if self.ema else 0, "rng": self._rng_states(),
                 "torch_rng": torch.get_rng_state(),
                 "scalers": [s.state_dict() for s in self.scalers] if self.scalers else None,
                 "history": self.history}
 
     def save(self, path: Path | None = None) -> Path:
         path = path or self.out / "checkpoint.pt"
+        state = self.state_dict()  # (every process: the random states are gathered)
+        if self.rank != 0:
+            return path
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        torch.save(self.state_dict(), tmp)
+        torch.save(state, tmp)
         tmp.replace(path)  # never a half-written checkpoint
         return path
 
@@ -259,6 +332,8 @@ class Trainer:
         mine = {k: getattr(self.config, k) for k in saved}
         if saved != mine:
             raise ValueError(f"{path} was trained with {saved}; this run asks for {mine}: use another --out")
+        if len(state["rng"]) != self.world:
+            raise ValueError(f"{path} was written by {len(state['rng'])} processes; this run has {self.world}")
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
         self.opt_G.load_state_dict(state["opt_G"])
@@ -269,7 +344,7 @@ class Trainer:
         if self.scalers and state["scalers"]:
             for s, st in zip(self.scalers, state["scalers"]):
                 s.load_state_dict(st)
-        self.rng.set_state(state["rng"])
+        self.rng.set_state(state["rng"][self.rank])
         torch.set_rng_state(state["torch_rng"])
         self.step_count, self.history = state["step"], list(state["history"])
 
@@ -281,10 +356,11 @@ class Trainer:
         from tqdm.auto import tqdm
 
         cfg = self.config
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
         start, t0 = self.step_count, time.perf_counter()
         bar = tqdm(total=cfg.steps, initial=start, desc=f"{cfg.model} {cfg.resolution}px", unit="step",
-                   disable=not cfg.progress, dynamic_ncols=True)
+                   disable=not cfg.progress or self.rank != 0, dynamic_ncols=True)
         for _ in range(start, cfg.steps):
             row = self.step()
             if not (math.isfinite(row["d_loss"]) and math.isfinite(row["g_loss"])):
@@ -306,9 +382,74 @@ class Trainer:
         summary = {"model": cfg.model, "steps": self.step_count, "device": str(self.device),
                    "fused": cfg.fused, "backend": cfg.backend or "auto",
                    "seconds_per_step": (time.perf_counter() - t0) / steps if steps else None,
-                   "last": self.history[-1] if self.history else None, "out": str(self.out)}
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+                   "last": self.history[-1] if self.history else None, "out": str(self.out),
+                   "processes": self.world, "metric": self.evaluate() if cfg.evaluate else None}
+        self._check_in_sync()
+        if self.rank == 0:
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if self._own_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
         return summary
+
+    def _check_in_sync(self) -> None:
+        """Under torchrun: every process must end with the same weights (a cheap checksum each)."""
+        if self.world == 1:
+            return
+        import torch.distributed as dist
+
+        sums = torch.stack([torch.cat([p.detach().double().flatten() for p in m.parameters()]).sum()
+                            for m in (self.G, self.D)])
+        gathered = [torch.zeros_like(sums) for _ in range(self.world)]
+        dist.all_gather(gathered, sums)
+        if any(not torch.equal(g, gathered[0]) for g in gathered):
+            sums = [g.tolist() for g in gathered]
+            raise RuntimeError(f"the processes' weights differ at the end of training (checksums {sums})")
+
+
+    # ------------------------------------------------------------ the final metric
+
+    def _fake_batches(self, n: int, batch: int = 100):
+        g = torch.Generator().manual_seed(self.config.seed + 2 + 7919 * self.rank)
+        for i in range(0, n, batch):
+            k = min(batch, n - i)
+            z = torch.randn(k, self.nz, generator=g)
+            y = torch.randint(0, self.data.num_classes, (k,), generator=g)
+            yield self.samples(z, y)
+
+    def _real_batches(self, start: int, n: int, batch: int = 100):
+        for i in range(start, start + n, batch):
+            yield self.data.batch(torch.arange(i, min(i + batch, start + n)) % len(self.data))[0]
+
+    def evaluate(self) -> dict | None:
+        """FID against ``eval_samples`` real images when Inception weights are given; else, on the embedded shapes,
+        the Fréchet distance in the features of a small classifier trained on them (labelled as such, with the
+        same distance between two disjoint real sets for scale); else None."""
+        from .metrics.classifier_distance import classifier_frechet_distance, train_classifier
+
+        n = min(self.config.eval_samples, len(self.data) // 2)
+        if self.config.inception_weights:
+            from .metrics import FrechetInceptionDistance
+            from .metrics.inception import fid_inception_v3
+
+            fid = FrechetInceptionDistance(fid_inception_v3(self.config.inception_weights), device=self.device)
+            for x in self._real_batches(0, n):
+                fid.update((x.to(self.device) + 1) / 2, real=True)
+            for x in self._fake_batches(n):
+                fid.update((x.to(self.device) + 1) / 2, real=False)
+            return {"name": "FID", "value": fid.compute(), "samples": n}
+        if not isinstance(self.data, Shapes):
+            return None
+        net = train_classifier(self.data, seed=self.config.seed, device=self.device)  # the same on every process
+        share = -(-n // self.world)  # this process's images of each set; the statistics are reduced across them
+        lo = self.rank * share
+        reduce = self.world > 1
+        fake = classifier_frechet_distance(net, self._real_batches(lo, share), self._fake_batches(share), reduce)
+        floor = classifier_frechet_distance(net, self._real_batches(lo, share),
+                                            self._real_batches(share * self.world + lo, share), reduce)
+        return {"name": "Frechet distance in small-classifier features (not FID)", "value": fake,
+                "real_vs_real": floor, "classifier_accuracy": net.accuracy, "samples": n}
 
 
 class _backend_scope:

@@ -1,6 +1,7 @@
 """fastgan.train, fastgan.data and `fastgan train`: short runs of every zoo GAN, exact resume, the embedded data
 sets and their metrics, image folders and .npz arrays, bad command lines."""
 import csv
+import os
 import subprocess
 import sys
 
@@ -16,7 +17,8 @@ pytestmark = pytest.mark.no_triton  # the torch backend only
 
 def _config(tmp_path, model="dcgan", **kw):
     base = dict(model=model, steps=4, batch_size=8, resolution=32, width=4, backend="torch", seed=3,
-                out=str(tmp_path / model), data_size=256, sample_every=2, checkpoint_every=2, progress=False)
+                out=str(tmp_path / model), data_size=256, sample_every=2, checkpoint_every=2, progress=False,
+                evaluate=False)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -131,9 +133,16 @@ def test_image_folders_and_npz_arrays_load(tmp_path):
         data.load_images(tmp_path / "empty", 16)
 
 
+def _user_env(**extra):
+    """The environment a user runs in: without the interpreter switch conftest sets (under it, `auto` would
+    run the fused layers' Triton kernels interpreted, on the CPU)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    return {**env, **extra}
+
+
 def _cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "fastgan", "train", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+                          cwd=cwd, timeout=300, env=_user_env())
 
 
 @pytest.mark.parametrize("args,message", [
@@ -151,7 +160,44 @@ def test_bad_command_lines_get_one_line_errors(tmp_path, args, message):
 
 def test_the_command_trains_and_says_where_its_files_are(tmp_path):
     r = _cli("dcgan", "--steps", "3", "--batch-size", "4", "--width", "4", "--out", str(tmp_path / "run"),
-             "--quiet", cwd=tmp_path)
+             "--quiet", "--eval-samples", "200", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "3 steps" in r.stdout and str(tmp_path / "run" / "samples.png") in r.stdout
     assert (tmp_path / "run" / "samples.png").exists()
+    assert "Frechet distance in small-classifier features (not FID)" in r.stdout and "FID:" not in r.stdout
+
+
+def test_the_classifier_distance_tells_real_from_noise():
+    """The metric's own check: two real sets are close, real vs random images far, and the classifier learns."""
+    from fastgan.metrics.classifier_distance import classifier_frechet_distance, train_classifier
+
+    shapes = data.Shapes(32, size=2000, seed=1)
+    net = train_classifier(shapes)
+    assert net.accuracy > 0.8  # 4 classes: chance 0.25
+    real = [shapes.batch(torch.arange(i, i + 100))[0] for i in range(0, 500, 100)]
+    real2 = [shapes.batch(torch.arange(i, i + 100))[0] for i in range(500, 1000, 100)]
+    noise = [torch.rand(100, 3, 16, 16, generator=torch.Generator().manual_seed(i)) * 2 - 1 for i in range(5)]
+    same = classifier_frechet_distance(net, real, real2)
+    assert classifier_frechet_distance(net, real, noise) > 10 * same
+
+
+def test_two_processes_on_gloo_train_one_model(tmp_path):
+    """torchrun with 2 CPU processes: gradients averaged, BN statistics synced, one set of files, the same weights
+    on both ranks at the end (the trainer checks it), the metric's statistics reduced across them."""
+    import json
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr",
+                        "127.0.0.1", "--master-port", str(port), "-m", "fastgan", "train", "dcgan", "--steps", "3",
+                        "--batch-size", "4", "--width", "4", "--out", str(tmp_path / "run"), "--quiet",
+                        "--eval-samples", "200", "--checkpoint-every", "2"], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=600, env=_user_env(OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["steps"] == 3
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert len(state["rng"]) == 2 and not torch.equal(state["rng"][0], state["rng"][1])
+    assert r.stdout.count("Frechet distance") == 1  # rank 0 speaks for the run
