@@ -21,9 +21,12 @@ class Shapes:
     """Coloured shapes on a dark background, one per image: a circle, a square, an upright triangle or a cross (the
     class label), with a random colour, size and position (and, with ``rotate=True``, angle), deterministic from
     ``seed`` and the index, rendered anti-aliased at any resolution (>= 8). ``size`` images (the parameters are a
-    small table; pixels are rendered per batch)."""
+    small table; pixels are rendered per batch). ``jitter`` in [0, 1]: how far from the centre a shape may sit,
+    as a share of the room it has (0.3 by default: a DCGAN then draws recognisable shapes after about 2,000 steps
+    at 32 px; with 1.0 it still draws blobs after 5,000)."""
 
-    def __init__(self, resolution: int = 32, size: int = 50_000, seed: int = 0, rotate: bool = False):
+    def __init__(self, resolution: int = 32, size: int = 50_000, seed: int = 0, rotate: bool = False,
+                 jitter: float = 0.3):
         if not isinstance(resolution, int) or resolution < 8:
             raise ValueError(f"Shapes: resolution must be an int >= 8, got {resolution!r}")
         if size < 1:
@@ -34,8 +37,8 @@ class Shapes:
         hue = torch.rand(size, generator=g)
         self.colors = _hue_to_rgb(hue) * (0.75 + 0.25 * torch.rand(size, 1, generator=g))
         self.scale = 0.24 + 0.14 * torch.rand(size, generator=g)  # half-extent, in units of the image side
-        lo, span = self.scale + 0.03, 1 - 2 * (self.scale + 0.03)
-        self.centers = lo[:, None] + span[:, None] * torch.rand(size, 2, generator=g)
+        room = (0.5 - self.scale - 0.03).clamp(min=0)[:, None]  # how far a centre may move and stay inside
+        self.centers = 0.5 + room * (2 * torch.rand(size, 2, generator=g) - 1) * jitter
         self.angles = 2 * math.pi * torch.rand(size, generator=g) * rotate
 
     def __len__(self) -> int:

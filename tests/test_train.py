@@ -201,3 +201,28 @@ def test_two_processes_on_gloo_train_one_model(tmp_path):
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert len(state["rng"]) == 2 and not torch.equal(state["rng"][0], state["rng"][1])
     assert r.stdout.count("Frechet distance") == 1  # rank 0 speaks for the run
+
+
+def test_an_ema_copy_written_through_data_keeps_spectral_norm_right():
+    """EMA of a G with fastgan SN layers (grouped): weights written through .data, then the copy in eval equals an
+    eager build loaded with the copy's state (sigma recomputed from the current weights, not a stale cache)."""
+    from fastgan import use_backend
+    from fastgan.train import EMA
+
+    torch.manual_seed(0)
+    G, _ = models.build("cond-resnet", 32, 8, fused=True, num_classes=4)
+    ema = EMA(G, 0.9)
+    opt = torch.optim.SGD(G.parameters(), lr=0.1)
+    z, y = torch.randn(4, models.latent_size("cond-resnet", G)), torch.tensor([0, 1, 2, 3])
+    with use_backend("torch"):
+        for _ in range(3):
+            loss = G(z, y).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            ema.update(G)
+        eager, _ = models.build("cond-resnet", 32, 8, fused=False, num_classes=4)
+        eager.load_state_dict(ema.module.state_dict())
+        with torch.no_grad():
+            torch.testing.assert_close(ema.module(z, y), eager.eval()(z, y), rtol=1e-4, atol=1e-5)
+    assert ema.module.sn_group is not G.sn_group
