@@ -96,7 +96,9 @@ def _train_arguments(p) -> None:
     from .train import TrainConfig
 
     d = TrainConfig()
-    p.add_argument("model", help="dcgan, wgan-gp or sngan")
+    from .models import GANS
+
+    p.add_argument("model", help=", ".join(f"{name} ({spec.notes})" for name, spec in GANS.items()))
     p.add_argument("--steps", type=int, default=d.steps, help=f"generator steps (default {d.steps})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
     p.add_argument("--resolution", type=int, default=d.resolution, help=f"pixels (default {d.resolution})")
@@ -174,8 +176,10 @@ def main(argv=None) -> int:
     sub.add_parser("info", help="versions, the CUDA extension, the GPU and the backend each op uses")
     bench_command.add_arguments(sub.add_parser("bench",
                                                help="benchmark fastgan against eager PyTorch and torch.compile"))
+    from .models import GANS
+
     train = sub.add_parser("train", help="train a GAN of the zoo (default data: embedded shapes, no download)",
-                           description="Train MODEL (dcgan, wgan-gp, sngan) on the embedded shapes data or on an "
+                           description=f"Train MODEL ({', '.join(GANS)}) on the embedded shapes data or on an "
                                        "image folder / .npz array; writes samples, losses and a checkpoint to "
                                        "--out, and resumes from it with --resume.")
     _train_arguments(train)
