@@ -134,6 +134,8 @@ def load_images(path: str | Path, resolution: int) -> ImageArray:
             x = torch.nn.functional.interpolate(x.float(), size=(resolution, resolution), mode="area")
             x = x.round().clamp(0, 255).to(torch.uint8)
         return ImageArray(x.contiguous(), y, str(path))
+    if not path.is_dir():
+        raise ValueError(f"{path} is a file: give a folder of images or an .npz array")
     files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise FileNotFoundError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder or below")
@@ -145,7 +147,7 @@ def load_images(path: str | Path, resolution: int) -> ImageArray:
             side = min(im.size)
             left, top = (im.width - side) // 2, (im.height - side) // 2
             im = im.crop((left, top, left + side, top + side)).resize((resolution, resolution), Image.BICUBIC)
-            images.append(torch.from_numpy(np.asarray(im)).permute(2, 0, 1))
+            images.append(torch.from_numpy(np.array(im)).permute(2, 0, 1))
     labels = torch.tensor([classes.index(p.parent.relative_to(path).as_posix()) for p in files])
     return ImageArray(torch.stack(images), labels, str(path))
 

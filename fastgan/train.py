@@ -116,7 +116,7 @@ class EMA:
 
 class Trainer:
     """Builds the model, data, optimizers and logs of a :class:`TrainConfig`, resuming from ``out/checkpoint.pt``
-    when ``resume=True`` and it exists; :meth:`step` runs one generator step (with its critic steps), :meth:`fit`
+    when ``resume=True`` (which must exist); :meth:`step` runs one generator step (with its critic steps), :meth:`fit`
     the rest of the run.
 
     Under ``torchrun`` (WORLD_SIZE > 1) each process trains on its own batches (its own random stream), the
@@ -163,7 +163,9 @@ class Trainer:
         self.scalers = [torch.amp.GradScaler("cuda") for _ in range(2)] if amp_cuda else None
         self.amp_dtype = (torch.float16 if amp_cuda else torch.bfloat16) if config.amp else None
         self.step_count, self.history = 0, []
-        if resume and (self.out / "checkpoint.pt").exists():
+        if resume:
+            if not (self.out / "checkpoint.pt").exists():
+                raise FileNotFoundError(f"no checkpoint to resume from at {self.out / 'checkpoint.pt'}")
             self.load(self.out / "checkpoint.pt")
 
     # ------------------------------------------------------------ one step

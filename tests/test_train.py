@@ -131,6 +131,8 @@ def test_image_folders_and_npz_arrays_load(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no images"):
         data.load_images(tmp_path / "empty", 16)
+    with pytest.raises(ValueError, match="is a file: give a folder of images or an .npz array"):
+        data.load_images(tmp_path / "folder" / "cats" / "0.png", 16)
 
 
 def _user_env(**extra):
@@ -150,6 +152,7 @@ def _cli(*args, cwd):
     (["dcgan", "--data", "no/such/folder"], "no data at no/such/folder"),
     (["sngan", "--resolution", "64"], "sngan supports --resolution 32, not 64"),
     (["dcgan", "--steps", "0"], "steps must be a positive integer"),
+    (["dcgan", "--resume"], "no checkpoint to resume from at"),
 ])
 def test_bad_command_lines_get_one_line_errors(tmp_path, args, message):
     r = _cli(*args, "--out", str(tmp_path / "o"), cwd=tmp_path)
