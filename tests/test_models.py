@@ -73,7 +73,8 @@ def test_fused_and_eager_builds_take_the_same_training_step(name, res):
 
 
 @pytest.mark.kernels
-@pytest.mark.skipif(not INTERPRETING, reason="the GPU run is in tests/test_models_gpu (device_check)")
+@pytest.mark.skipif(not INTERPRETING,
+                    reason="on a GPU the same comparison is the train_step suite's check (bench/device_check.sh)")
 @pytest.mark.parametrize("name", list(models.GANS))
 def test_fused_builds_on_the_triton_backend_take_the_eager_step(name):
     _assert_same_step(name, 32, 4 if name in ("dcgan", "wgan-gp", "sngan") else 8, 2, "triton", 1e-4)
