@@ -149,7 +149,10 @@ def _train(args) -> int:
           f"{trainer.out / 'samples.png'}, losses: {trainer.out / 'losses.csv'}, checkpoint: "
           f"{trainer.out / 'checkpoint.pt'}")
     metric = summary["metric"]
-    if metric and "real_vs_real" in metric:
+    if metric and metric["name"] == "ring":
+        print(f"ring: {metric['modes_covered']} of {metric['modes']} modes covered, "
+              f"{metric['high_quality']:.1%} of 2,500 samples within 3 std of a mode")
+    elif metric and "real_vs_real" in metric:
         print(f"{metric['name']}: {metric['value']:.3f} over {metric['samples']} samples (two real sets: "
               f"{metric['real_vs_real']:.3f}; classifier accuracy {metric['classifier_accuracy']:.1%})")
     elif metric:

@@ -154,16 +154,22 @@ def load_images(path: str | Path, resolution: int) -> ImageArray:
 
 class Ring:
     """A mixture of ``modes`` Gaussians (std ``std``) evenly spaced on a circle of radius ``radius``: the usual
-    mode-collapse test (Metz et al.; Srivastava et al.)."""
+    mode-collapse test (Metz et al.; Srivastava et al.). ``size`` points drawn once from ``seed``, served by
+    ``batch(indices) -> (points (B, 2), modes (B,))`` like the image sets (``resolution`` is None)."""
 
-    def __init__(self, modes: int = 8, radius: float = 2.0, std: float = 0.02):
+    def __init__(self, modes: int = 8, radius: float = 2.0, std: float = 0.02, size: int = 50_000, seed: int = 0):
         self.modes, self.radius, self.std = modes, radius, std
         a = torch.arange(modes) * (2 * math.pi / modes)
         self.centers = radius * torch.stack([torch.cos(a), torch.sin(a)], dim=1)
         self.channels, self.num_classes, self.resolution = 2, modes, None
+        self.points, self.labels = self.sample(size, torch.Generator().manual_seed(seed))
 
     def __len__(self) -> int:
-        return 1 << 30  # drawn afresh: no finite set
+        return len(self.points)
+
+    def batch(self, indices):
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return self.points[idx].clone(), self.labels[idx].clone()
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         k = torch.randint(0, self.modes, (n,), generator=generator)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import models
-from .data import Shapes, load_images
+from .data import Ring, Shapes, load_images
 from .penalties import gradient_penalty
 
 CSV_FIELDS = ("step", "d_loss", "g_loss", "penalty", "d_real", "d_fake", "seconds")
@@ -68,7 +68,7 @@ class TrainConfig:
         if self.model not in models.GANS:
             raise ValueError(f"unknown model {self.model!r}; one of {', '.join(models.GANS)}")
         spec = models.GANS[self.model]
-        if self.resolution not in spec.resolutions:
+        if spec.resolutions != (None,) and self.resolution not in spec.resolutions:
             raise ValueError(f"{self.model} supports --resolution {' or '.join(map(str, spec.resolutions))}, "
                              f"not {self.resolution}")
         for name in ("steps", "batch_size", "sample_every", "checkpoint_every", "data_size", "eval_samples"):
@@ -138,7 +138,10 @@ class Trainer:
                 self._own_group = True
             self.world, self.rank = dist.get_world_size(), dist.get_rank()
         self.out = Path(config.out)
+        if config.data and self.spec.data == "ring":
+            raise ValueError(f"{config.model} trains on the embedded ring of Gaussians; --data does not apply")
         self.data = (load_images(config.data, config.resolution) if config.data
+                     else Ring(size=config.data_size) if self.spec.data == "ring"
                      else Shapes(config.resolution, config.data_size, seed=0))
         torch.manual_seed(config.seed)
         self.G, self.D = models.build(config.model, config.resolution, config.width, config.fused,
@@ -265,7 +268,8 @@ class Trainer:
     @torch.no_grad()
     def samples(self, z: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
         """Images of the fixed latent batch (or of ``z``; classes ``y`` for a conditional GAN, by default a column
-        of the grid per class) from the EMA generator if any, in eval mode: (N, C, R, R) in [-1, 1], on the CPU."""
+        of the grid per class) from the EMA generator if any, in eval mode: (N, C, R, R) in [-1, 1] (the ring's
+        GAN: points (N, 2)), on the CPU."""
         G = self.ema.module if self.ema is not None else self.G
         was = G.training
         G.eval()
@@ -273,12 +277,14 @@ class Trainer:
             with _backend_scope(self.config.backend):
                 z = (self.z_fixed if z is None else z).to(self.device)
                 y = (self.y_fixed[:len(z)] if y is None else y).to(self.device)
-                return G(z, *self._cond(y)).float().clamp(-1, 1).cpu()
+                x = G(z, *self._cond(y)).float().cpu()
+                return x if isinstance(self.data, Ring) else x.clamp(-1, 1)
         finally:
             G.train(was)
 
     def write_samples(self) -> Path | None:
-        grid = image_grid(self.samples())
+        x = self.samples(*self._ring_latents()) if isinstance(self.data, Ring) else self.samples()
+        grid = scatter_plot(x, self.data) if isinstance(self.data, Ring) else image_grid(x)
         if self.rank != 0:
             return None
         (self.out / "samples").mkdir(parents=True, exist_ok=True)
@@ -361,7 +367,8 @@ class Trainer:
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
         start, t0 = self.step_count, time.perf_counter()
-        bar = tqdm(total=cfg.steps, initial=start, desc=f"{cfg.model} {cfg.resolution}px", unit="step",
+        where = "" if isinstance(self.data, Ring) else f" {cfg.resolution}px"
+        bar = tqdm(total=cfg.steps, initial=start, desc=f"{cfg.model}{where}", unit="step",
                    disable=not cfg.progress or self.rank != 0, dynamic_ncols=True)
         for _ in range(start, cfg.steps):
             row = self.step()
@@ -410,6 +417,10 @@ class Trainer:
             raise RuntimeError(f"the processes' weights differ at the end of training (checksums {sums})")
 
 
+    def _ring_latents(self, n: int = 2500):
+        g = torch.Generator().manual_seed(self.config.seed + 1)
+        return torch.randn(n, self.nz, generator=g), None
+
     # ------------------------------------------------------------ the final metric
 
     def _fake_batches(self, n: int, batch: int = 100):
@@ -430,6 +441,8 @@ class Trainer:
         same distance between two disjoint real sets for scale); else None."""
         from .metrics.classifier_distance import classifier_frechet_distance, train_classifier
 
+        if isinstance(self.data, Ring):  # (PacGAN's protocol: 2,500 samples)
+            return {"name": "ring", **self.data.metrics(self.samples(*self._ring_latents()))}
         n = min(self.config.eval_samples, len(self.data) // 2)
         if self.config.inception_weights:
             from .metrics import FrechetInceptionDistance
@@ -488,6 +501,27 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> n
         r, q = divmod(i, nrow)
         grid[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = x[i]
     return grid.permute(1, 2, 0).numpy()
+
+
+def scatter_plot(points: torch.Tensor, ring: Ring, size: int = 320) -> np.ndarray:
+    """Generated 2-D points (blue) over the ring's modes (red circles of 3 std) as an (size, size, 3) uint8 image."""
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(im)
+    extent = ring.radius * 1.5
+
+    def px(xy):
+        return ((xy[0] / extent + 1) / 2 * (size - 1), (1 - (xy[1] / extent + 1) / 2) * (size - 1))
+
+    for x, y in points.tolist():
+        u, v = px((x, y))
+        draw.point((u, v), fill=(40, 90, 200))
+    r = 3 * ring.std / extent / 2 * (size - 1)
+    for c in ring.centers.tolist():
+        u, v = px(c)
+        draw.ellipse((u - r, v - r, u + r, v + r), outline=(200, 40, 40))
+    return np.asarray(im).copy()
 
 
 def save_png(array: np.ndarray, path: Path, min_side: int = 256) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from . import cond_resnet, dcgan, losses, sngan
+from . import cond_resnet, dcgan, losses, ring, sngan
 from .losses import d_loss, g_loss
 
 
@@ -31,6 +31,7 @@ class GANSpec:
     penalty_weight: float = 10.0
     lr_d: float | None = None  # the discriminator's, where it differs (BigGAN's two time scales)
     conditional: bool = False  # G(z, y) and D(x, y)
+    data: str = "shapes"  # the embedded default: 'shapes' (images) or 'ring' (2-D points)
     notes: str = ""
 
 
@@ -51,6 +52,10 @@ def _sngan(resolution, width, fused, channels=3, num_classes=None):
 def _sngan_resnet(resolution, width, fused, channels=3, num_classes=None):
     return (sngan.ResNetGenerator(128, width, channels, resolution, fused),
             sngan.ResNetDiscriminator(width, channels, resolution, fused))
+
+
+def _ring_mlp(resolution, width, fused, channels=2, num_classes=None):
+    return ring.Generator(8, width, channels), ring.Discriminator(width, channels)
 
 
 def _cond_resnet(resolution, width, fused, channels=3, num_classes=None):
@@ -75,6 +80,8 @@ GANS = {
                            n_critic=2, lr_d=4e-4, conditional=True,
                            notes="BigGAN-style: shared embedding, hierarchical z, projection D, SN in G and D, "
                                  "Adam(G 1e-4, D 4e-4, 0, 0.999), 2 D steps"),
+    "ring": GANSpec("ring", _ring_mlp, 8, (None,), 128, "non_saturating", 1e-3, (0.5, 0.999), data="ring",
+                    notes="an MLP GAN on the 8-Gaussian ring (the mode-collapse test; nothing to fuse)"),
 }
 
 
@@ -85,7 +92,7 @@ def build(name: str, resolution: int, width: int | None = None, fused: bool = Fa
     if name not in GANS:
         raise ValueError(f"unknown model {name!r}; one of {', '.join(GANS)}")
     spec = GANS[name]
-    if resolution not in spec.resolutions:
+    if spec.resolutions != (None,) and resolution not in spec.resolutions:
         raise ValueError(f"{name} supports resolution {', '.join(map(str, spec.resolutions))}, not {resolution}")
     return spec.build(resolution, width or spec.width, fused, channels, num_classes)
 
@@ -95,4 +102,5 @@ def latent_size(name: str, G: nn.Module) -> int:
     return getattr(G, "nz", None) or GANS[name].nz
 
 
-__all__ = ["GANS", "GANSpec", "build", "cond_resnet", "d_loss", "dcgan", "g_loss", "latent_size", "losses", "sngan"]
+__all__ = ["GANS", "GANSpec", "build", "cond_resnet", "d_loss", "dcgan", "g_loss", "latent_size", "losses", "ring",
+           "sngan"]
