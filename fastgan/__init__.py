@@ -1,5 +1,5 @@
 """fastgan: fused Triton and CUDA kernels for the building blocks of GANs, VAEs and PixelCNNs."""
-from . import metrics, nn
+from . import data, metrics, models, nn, train
 from ._backend import BackendUnavailable, current_backend, use_backend
 from .checkpoints import (
                           from_biggan_ccbn,
@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = ["BackendUnavailable", "conditional_batch_norm", "conv_transpose2d", "convert", "current_backend",
            "dragan_penalty", "from_biggan_ccbn", "from_biggan_spectral_norm", "from_legacy_spectral_norm",
-           "from_studiogan_cbn", "gradient_penalty", "interpolate_samples", "LazyRegularizer", "metrics", "nn",
+           "from_studiogan_cbn", "data", "gradient_penalty", "interpolate_samples", "LazyRegularizer", "metrics",
+           "models", "nn",
            "penalty_of_gradient", "r1_penalty", "r2_penalty", "spectral_norm_power_iteration_", "spectral_normalize",
-           "to_biggan_ccbn", "to_studiogan_cbn", "upsample_conv2d", "use_backend", "__version__"]
+           "to_biggan_ccbn", "to_studiogan_cbn", "train", "upsample_conv2d", "use_backend", "__version__"]

@@ -144,8 +144,9 @@ class Trainer:
                      else Ring(size=config.data_size) if self.spec.data == "ring"
                      else Shapes(config.resolution, config.data_size, seed=0))
         torch.manual_seed(config.seed)
-        self.G, self.D = models.build(config.model, config.resolution, config.width, config.fused,
-                                      self.data.channels, self.data.num_classes)
+        with _backend_scope(config.backend):  # (spectral norm's initial power iterations run on it too)
+            self.G, self.D = models.build(config.model, config.resolution, config.width, config.fused,
+                                          self.data.channels, self.data.num_classes)
         self.nz = models.latent_size(config.model, self.G)
         if self.world > 1:
             from .nn import convert_sync_batchnorm

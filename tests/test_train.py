@@ -235,11 +235,11 @@ def test_an_ema_copy_written_through_data_keeps_spectral_norm_right():
     from fastgan.train import EMA
 
     torch.manual_seed(0)
-    G, _ = models.build("cond-resnet", 32, 8, fused=True, num_classes=4)
-    ema = EMA(G, 0.9)
-    opt = torch.optim.SGD(G.parameters(), lr=0.1)
-    z, y = torch.randn(4, models.latent_size("cond-resnet", G)), torch.tensor([0, 1, 2, 3])
     with use_backend("torch"):
+        G, _ = models.build("cond-resnet", 32, 8, fused=True, num_classes=4)
+        ema = EMA(G, 0.9)
+        opt = torch.optim.SGD(G.parameters(), lr=0.1)
+        z, y = torch.randn(4, models.latent_size("cond-resnet", G)), torch.tensor([0, 1, 2, 3])
         for _ in range(3):
             loss = G(z, y).square().mean()
             opt.zero_grad()
