@@ -476,7 +476,7 @@ class _backend_scope:
 
     def __enter__(self):
         if self.name is not None:
-            from . import use_backend
+            from ._backend import use_backend
 
             self.ctx = use_backend(self.name)
             self.ctx.__enter__()
