@@ -12,6 +12,7 @@ of a fixed latent batch) and ``samples/step_NNNNNN.png``, ``checkpoint.pt``, ``s
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import json
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from . import models
+from ._backend import use_backend
 from .data import Ring, Shapes, load_images
 from .penalties import gradient_penalty
 
@@ -284,10 +286,10 @@ class Trainer:
             G.train(was)
 
     def write_samples(self) -> Path | None:
-        x = self.samples(*self._ring_latents()) if isinstance(self.data, Ring) else self.samples()
-        grid = scatter_plot(x, self.data) if isinstance(self.data, Ring) else image_grid(x)
         if self.rank != 0:
             return None
+        x = self.samples(*self._ring_latents()) if isinstance(self.data, Ring) else self.samples()
+        grid = scatter_plot(x, self.data) if isinstance(self.data, Ring) else image_grid(x)
         (self.out / "samples").mkdir(parents=True, exist_ok=True)
         path = self.out / "samples" / f"step_{self.step_count:06d}.png"
         save_png(grid, path)
@@ -468,22 +470,10 @@ class Trainer:
                 "real_vs_real": floor, "classifier_accuracy": net.accuracy, "samples": n}
 
 
-class _backend_scope:
-    """``fastgan.use_backend(name)`` for a name, nothing for None."""
-
-    def __init__(self, name):
-        self.name, self.ctx = name, None
-
-    def __enter__(self):
-        if self.name is not None:
-            from ._backend import use_backend
-
-            self.ctx = use_backend(self.name)
-            self.ctx.__enter__()
-
-    def __exit__(self, *exc):
-        if self.ctx is not None:
-            self.ctx.__exit__(*exc)
+def _backend_scope(name: str | None):
+    """``use_backend(name)`` for a name; for None nothing (``use_backend(None)`` would reset an outer choice to
+    auto)."""
+    return use_backend(name) if name is not None else contextlib.nullcontext()
 
 
 # ---------------------------------------------------------------- images without extra packages

@@ -13,6 +13,7 @@ from torch import nn
 
 from .. import nn as fnn
 from .dcgan import _run
+from .layers import DBlock, GBlock, SelfAttention, bn_relu, embedding, linear
 
 
 class Generator(nn.Module):
@@ -85,8 +86,6 @@ class ResNetGenerator(nn.Module):
 
     def __init__(self, nz: int = 128, ch: int = 64, nc: int = 3, resolution: int = 32, fused: bool = False):
         super().__init__()
-        from .layers import GBlock, bn_relu
-
         chans, _ = _resnet_plan(resolution, ch)
         self.nz, self.resolution, self.fused, self.c0 = nz, resolution, fused, chans[0]
         self.l0 = nn.Linear(nz, 16 * chans[0])
@@ -110,8 +109,6 @@ class ResNetDiscriminator(nn.Module):
     def __init__(self, ch: int = 64, nc: int = 3, resolution: int = 32, fused: bool = False,
                  num_classes: int | None = None, attention: int | None = None):
         super().__init__()
-        from .layers import DBlock, SelfAttention, embedding, linear
-
         _, plan = _resnet_plan(resolution, ch)
         plan = [(nc if i == 0 else a, b, down) for i, (a, b, down) in enumerate(plan)]
         self.resolution, self.fused = resolution, fused
