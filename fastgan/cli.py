@@ -124,6 +124,10 @@ def _train_arguments(p) -> None:
                         "Frechet distance in a small classifier's features, which is not FID)")
     p.add_argument("--eval-samples", type=int, default=d.eval_samples, help="images per set of the final metric")
     p.add_argument("--no-eval", dest="evaluate", action="store_false", help="skip the final metric")
+    p.add_argument("--joint-d", action="store_true",
+                   help="run D once on real and fake images concatenated (fewer launches; one spectral-norm power "
+                        "iteration per D step instead of two; refused for a D with batch norm)")
+    p.add_argument("--tensorboard", action="store_true", help="also log losses and samples to OUT/tensorboard")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -135,7 +139,8 @@ def _train(args) -> int:
                          out=args.out, data=args.data, ema=args.ema, sample_every=args.sample_every,
                          checkpoint_every=args.checkpoint_every, device=args.device, lr=args.lr,
                          progress=not args.quiet, evaluate=args.evaluate, eval_samples=args.eval_samples,
-                         inception_weights=args.inception_weights)
+                         inception_weights=args.inception_weights, joint_d=args.joint_d,
+                         tensorboard=args.tensorboard)
     trainer = Trainer(config, resume=args.resume)
     summary = trainer.fit()
     if trainer.rank != 0:  # (torchrun: rank 0 speaks for the run)

@@ -65,6 +65,8 @@ class TrainConfig:
     evaluate: bool = True  # the final metric (FID with inception_weights, else the classifier distance)
     eval_samples: int = 1000
     inception_weights: str | None = None
+    joint_d: bool = False  # D(real) and D(fake) as one call on the concatenated batch (D without batch norm)
+    tensorboard: bool = False  # also log to out/tensorboard (needs the tensorboard package)
 
     def validate(self) -> None:
         if self.model not in models.GANS:
@@ -85,6 +87,11 @@ class TrainConfig:
             raise FileNotFoundError(f"no data at {self.data}: give an image folder or an .npz file")
         if self.inception_weights is not None and not Path(self.inception_weights).is_file():
             raise FileNotFoundError(f"no Inception weights at {self.inception_weights}")
+        if self.tensorboard:
+            try:
+                import tensorboard  # noqa: F401
+            except ImportError:
+                raise ValueError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
 
 
 def _device(name: str | None, local_rank: int = 0) -> torch.device:
@@ -154,6 +161,8 @@ class Trainer:
             from .nn import convert_sync_batchnorm
 
             self.G, self.D = convert_sync_batchnorm(self.G), convert_sync_batchnorm(self.D)
+        if config.joint_d:
+            _check_joint_d(config.model, self.D)
         self.G.to(self.device)
         self.D.to(self.device)
         self._broadcast()
@@ -169,6 +178,7 @@ class Trainer:
         self.scalers = [torch.amp.GradScaler("cuda") for _ in range(2)] if amp_cuda else None
         self.amp_dtype = (torch.float16 if amp_cuda else torch.bfloat16) if config.amp else None
         self.step_count, self.history = 0, []
+        self._tb = None
         if resume:
             if not (self.out / "checkpoint.pt").exists():
                 raise FileNotFoundError(f"no checkpoint to resume from at {self.out / 'checkpoint.pt'}")
@@ -242,7 +252,12 @@ class Trainer:
                 with self._autocast():
                     with torch.no_grad():
                         fake = self.G(z, *self._cond(y))
-                    d_real, d_fake = self.D(real, *self._cond(y_real)), self.D(fake, *self._cond(y))
+                    if cfg.joint_d:  # one call: half the launches, one power iteration of SN per D step
+                        both = self.D(torch.cat([real, fake]), *self._cond(torch.cat([y_real, y]) if
+                                                                          self.spec.conditional else None))
+                        d_real, d_fake = both[:len(real)], both[len(real):]
+                    else:
+                        d_real, d_fake = self.D(real, *self._cond(y_real)), self.D(fake, *self._cond(y))
                     loss_d = models.d_loss(spec.loss, d_real.float(), d_fake.float())
                 pen = torch.zeros((), device=self.device)
                 if spec.penalty == "wgan-gp":
@@ -290,6 +305,8 @@ class Trainer:
             return None
         x = self.samples(*self._ring_latents()) if isinstance(self.data, Ring) else self.samples()
         grid = scatter_plot(x, self.data) if isinstance(self.data, Ring) else image_grid(x)
+        if self._tb is not None:
+            self._tb.add_image("samples", grid, self.step_count, dataformats="HWC")
         (self.out / "samples").mkdir(parents=True, exist_ok=True)
         path = self.out / "samples" / f"step_{self.step_count:06d}.png"
         save_png(grid, path)
@@ -371,6 +388,10 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         start, t0 = self.step_count, time.perf_counter()
         where = "" if isinstance(self.data, Ring) else f" {cfg.resolution}px"
+        if cfg.tensorboard and self.rank == 0:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.out / "tensorboard"), purge_step=start + 1)
         bar = tqdm(total=cfg.steps, initial=start, desc=f"{cfg.model}{where}", unit="step",
                    disable=not cfg.progress or self.rank != 0, dynamic_ncols=True)
         for _ in range(start, cfg.steps):
@@ -379,6 +400,9 @@ class Trainer:
                 self.write_logs()
                 raise FloatingPointError(f"step {row['step']}: the losses are not finite (D {row['d_loss']}, G "
                                          f"{row['g_loss']}); the logs so far are in {self.out}")
+            if self._tb is not None:
+                for k in CSV_FIELDS[1:]:
+                    self._tb.add_scalar(f"train/{k}", row[k], row["step"])
             bar.update(1)
             bar.set_postfix(D=f"{row['d_loss']:.3f}", G=f"{row['g_loss']:.3f}")
             if self.step_count % cfg.sample_every == 0:
@@ -387,9 +411,13 @@ class Trainer:
                 self.save()
                 self.write_logs()
         bar.close()
-        self.write_samples()
+        if self.step_count % cfg.sample_every or self.step_count == start:  # (not written at this step yet)
+            self.write_samples()
         self.save()
         self.write_logs()
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
         steps = self.step_count - start
         summary = {"model": cfg.model, "steps": self.step_count, "device": str(self.device),
                    "fused": cfg.fused, "backend": cfg.backend or "auto",
@@ -468,6 +496,14 @@ class Trainer:
                                             self._real_batches(share * self.world + lo, share), reduce)
         return {"name": "Frechet distance in small-classifier features (not FID)", "value": fake,
                 "real_vs_real": floor, "classifier_accuracy": net.accuracy, "samples": n}
+
+
+def _check_joint_d(model: str, D: torch.nn.Module) -> None:
+    """A joint D(real) + D(fake) call would mix the two batches' statistics in a batch norm: refused."""
+    norms = [n for n, m in D.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if norms:
+        raise ValueError(f"--joint-d runs D once on real and fake images together, which mixes their batch-norm "
+                         f"statistics; {model}'s discriminator has batch norm ({norms[0]}): train without --joint-d")
 
 
 def _backend_scope(name: str | None):

@@ -175,6 +175,7 @@ def _cli(*args, cwd):
     (["sngan", "--resolution", "64"], "sngan supports --resolution 32, not 64"),
     (["dcgan", "--steps", "0"], "steps must be a positive integer"),
     (["dcgan", "--resume"], "no checkpoint to resume from at"),
+    (["dcgan", "--joint-d"], "mixes their batch-norm statistics"),
 ])
 def test_bad_command_lines_get_one_line_errors(tmp_path, args, message):
     r = _cli(*args, "--out", str(tmp_path / "o"), cwd=tmp_path)
@@ -251,3 +252,49 @@ def test_an_ema_copy_written_through_data_keeps_spectral_norm_right():
         with torch.no_grad():
             torch.testing.assert_close(ema.module(z, y), eager.eval()(z, y), rtol=1e-4, atol=1e-5)
     assert ema.module.sn_group is not G.sn_group
+
+
+def test_a_joint_d_call_takes_the_separate_calls_steps(tmp_path):
+    """--joint-d on a critic without batch norm or spectral norm: the same draws, the same losses and weights."""
+    runs = {}
+    for joint in (False, True):
+        trainer = Trainer(_config(tmp_path / str(joint), "wgan-gp", steps=2, joint_d=joint))
+        trainer.fit()
+        runs[joint] = trainer
+    for a, b in zip(runs[False].history, runs[True].history):
+        for k in ("d_loss", "g_loss", "penalty", "d_real", "d_fake"):
+            assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6), k
+    for p, q in zip(runs[False].D.parameters(), runs[True].D.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_a_joint_d_call_of_a_conditional_gan_trains(tmp_path):
+    trainer = Trainer(_config(tmp_path, "cond-resnet", steps=2, joint_d=True))
+    trainer.fit()
+    assert all(np.isfinite(r[k]) for r in trainer.history for k in ("d_loss", "g_loss"))
+
+
+def test_a_joint_d_call_is_refused_for_a_discriminator_with_batch_norm(tmp_path):
+    with pytest.raises(ValueError, match="batch-norm statistics"):
+        Trainer(_config(tmp_path, "dcgan", joint_d=True))
+
+
+def test_tensorboard_logs_the_csvs_losses_and_the_sample_grids(tmp_path):
+    pytest.importorskip("tensorboard", reason="the [test] extra installs tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    Trainer(_config(tmp_path, tensorboard=True)).fit()
+    events = EventAccumulator(str(tmp_path / "dcgan" / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    rows = list(csv.DictReader(open(tmp_path / "dcgan" / "losses.csv")))
+    for k in ("d_loss", "g_loss", "d_real"):
+        logged = events.Scalars(f"train/{k}")
+        assert [e.step for e in logged] == [int(r["step"]) for r in rows]
+        assert [e.value for e in logged] == pytest.approx([float(r[k]) for r in rows], rel=1e-5)
+    assert [e.step for e in events.Images("samples")] == [2, 4]  # every --sample-every (the last step is one)
+
+
+def test_tensorboard_without_the_package_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    with pytest.raises(ValueError, match="pip install tensorboard"):
+        _config(tmp_path, tensorboard=True).validate()
