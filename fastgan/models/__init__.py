@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from . import cond_resnet, dcgan, losses, ring, sngan
+from . import cond_resnet, dcgan, losses, pixelcnn, ring, sngan
 from .losses import d_loss, g_loss
 
 
@@ -102,5 +102,5 @@ def latent_size(name: str, G: nn.Module) -> int:
     return getattr(G, "nz", None) or GANS[name].nz
 
 
-__all__ = ["GANS", "GANSpec", "build", "cond_resnet", "d_loss", "dcgan", "g_loss", "latent_size", "losses", "ring",
-           "sngan"]
+__all__ = ["GANS", "GANSpec", "build", "cond_resnet", "d_loss", "dcgan", "g_loss", "latent_size", "losses", "pixelcnn",
+           "ring", "sngan"]
