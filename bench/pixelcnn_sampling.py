@@ -46,11 +46,13 @@ def main() -> None:
             torch.cuda.synchronize()
         return out, time.perf_counter() - t
 
-    P.sample_cached(model, args.batch, (1, 4), u=u[:, :, :1, :4])  # warm-up
+    P.sample_cached(model, args.batch, (1, 4), u=u[:, :, :1, :4])  # warm-up of both
+    with torch.no_grad():
+        model(torch.zeros(args.batch, 3, *size, dtype=torch.long, device=dev))
     cached, t_cached = timed(lambda: P.sample_cached(model, args.batch, size, u=u))
     r = args.naive_rows
-    naive, t_naive = timed(lambda: P.sample(model, args.batch, (r, args.size), u=u[:, :, :r]))
-    equal = torch.equal(naive, cached[:, :, :r])  # (rows < r do not depend on the rows below them)
+    naive, t_naive = timed(lambda: P.sample(model, args.batch, size, u=u, rows=r))
+    equal = torch.equal(naive[:, :, :r], cached[:, :, :r])  # (rows < r do not depend on the rows below them)
     naive_full = t_naive * args.size / r
     steps = r * args.size * 3
     res = {"device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),

@@ -177,13 +177,15 @@ def _uniforms(model, n, size, generator, device):
 
 
 @torch.no_grad()
-def sample(model: PixelCNN, n: int, size: tuple[int, int], y=None, generator=None, u=None) -> torch.Tensor:
+def sample(model: PixelCNN, n: int, size: tuple[int, int], y=None, generator=None, u=None,
+           rows: int | None = None) -> torch.Tensor:
     """The naive sampler: one full forward per sub-pixel, in raster then R -> G -> B order. ``u`` (n, C, H, W): the
-    uniform draws (default: from ``generator``). Returns integer images (n, C, H, W) (long)."""
+    uniform draws (default: from ``generator``); ``rows``: draw only the first rows (the rest stays 0; for timing).
+    Returns integer images (n, C, H, W) (long)."""
     dev = model.head2.weight.device
     u = _uniforms(model, n, size, generator, dev) if u is None else u.to(dev)
     x = torch.zeros(n, model.channels, *size, dtype=torch.long, device=dev)
-    for i in range(size[0]):
+    for i in range(size[0] if rows is None else rows):
         for j in range(size[1]):
             for c in range(model.channels):
                 logits = model(x, y)[:, c, :, i, j] if not model.binary else model(x, y)[:, 0, i, j]
