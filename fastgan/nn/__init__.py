@@ -1,4 +1,5 @@
 """Drop-in nn.Modules built on fastgan's ops."""
+from .codebook_search import Quantized, VectorQuantizer
 from .cond_batch_norm import (
                               BatchNorm2d,
                               ConditionalBatchNorm2d,
@@ -21,4 +22,4 @@ from .spectral_norm import (
 __all__ = ["BatchNorm2d", "ConditionalBatchNorm2d", "ConvTranspose2d", "ConvTransposeBNAct",
            "LinearConditionalBatchNorm2d", "SNConv2d", "SNConvTranspose2d", "SNEmbedding", "SNLinear",
            "SpectralNorm", "SpectralNormGroup", "convert_sync_batchnorm", "UpsampleConv2d", "from_torch_batchnorm",
-           "spectral_norm", "spectral_norm_layers"]
+           "spectral_norm", "spectral_norm_layers", "Quantized", "VectorQuantizer"]

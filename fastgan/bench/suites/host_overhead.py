@@ -155,6 +155,14 @@ def _ct_call(with_bn: bool, mode: str, backend: str):
     return fwd if mode == "fwd" else fwd_bwd
 
 
+def _cb_call(mode: str, backend: str):
+    """VectorQuantizer's search (a VQ-VAE's 8x8 latents of batch 4, 512 codes of 64): on triton (no cuda backend)."""
+    import fastgan
+
+    z, e = torch.randn(256, 64), torch.randn(512, 64)
+    return lambda: fastgan.codebook_search(z, e, backend="triton")
+
+
 _active = contextlib.ExitStack()  # the no-op kernels of the case being timed (setup enters, finish leaves)
 
 
@@ -192,6 +200,7 @@ CALLS = [
     *[(f"conv_transpose2d {label}", mode, functools.partial(_ct_call, with_bn, mode))
       for label, with_bn in (("ConvT + ReLU", False), ("ConvT + BN + ReLU train", True))
       for mode in ("fwd", "fwd+bwd")],
+    ("codebook_search N=256 K=512 D=64", "fwd", functools.partial(_cb_call, "fwd")),
 ]
 
 
