@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from . import cond_resnet, dcgan, losses, pixelcnn, ring, sngan
+from . import cond_resnet, dcgan, losses, pixelcnn, ring, sngan, vae
 from .losses import d_loss, g_loss
 
 
@@ -103,4 +103,4 @@ def latent_size(name: str, G: nn.Module) -> int:
 
 
 __all__ = ["GANS", "GANSpec", "build", "cond_resnet", "d_loss", "dcgan", "g_loss", "latent_size", "losses", "pixelcnn",
-           "ring", "sngan"]
+           "ring", "sngan", "vae"]
