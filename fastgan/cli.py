@@ -97,8 +97,10 @@ def _train_arguments(p) -> None:
 
     d = TrainConfig()
     from .models import GANS
+    from .train_likelihood import MODELS
 
-    p.add_argument("model", help=", ".join(f"{name} ({spec.notes})" for name, spec in GANS.items()))
+    p.add_argument("model", help=", ".join([*(f"{name} ({spec.notes})" for name, spec in GANS.items()),
+                                            *(f"{name} ({notes})" for name, (_, notes) in MODELS.items())]))
     p.add_argument("--steps", type=int, default=d.steps, help=f"generator steps (default {d.steps})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
     p.add_argument("--resolution", type=int, default=d.resolution, help=f"pixels (default {d.resolution})")
@@ -141,7 +143,10 @@ def _train(args) -> int:
                          progress=not args.quiet, evaluate=args.evaluate, eval_samples=args.eval_samples,
                          inception_weights=args.inception_weights, joint_d=args.joint_d,
                          tensorboard=args.tensorboard)
-    trainer = Trainer(config, resume=args.resume)
+    from .train import LIKELIHOOD_MODELS
+    from .train_likelihood import LikelihoodTrainer
+
+    trainer = (LikelihoodTrainer if config.model in LIKELIHOOD_MODELS else Trainer)(config, resume=args.resume)
     summary = trainer.fit()
     if trainer.rank != 0:  # (torchrun: rank 0 speaks for the run)
         return 0
@@ -149,8 +154,8 @@ def _train(args) -> int:
     per_step = summary["seconds_per_step"]
     speed = f", {per_step * 1e3:.0f} ms/step" if per_step else ""
     layers = "fastgan layers" if config.fused else "PyTorch layers"
-    print(f"{config.model}: {summary['steps']} steps on {summary['device']} ({layers}{speed}); last D loss "
-          f"{last.get('d_loss', float('nan')):.4f}, G loss {last.get('g_loss', float('nan')):.4f}; samples: "
+    shown = ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in last.items() if k not in ("step", "seconds"))
+    print(f"{config.model}: {summary['steps']} steps on {summary['device']} ({layers}{speed}); last {shown}; samples: "
           f"{trainer.out / 'samples.png'}, losses: {trainer.out / 'losses.csv'}, checkpoint: "
           f"{trainer.out / 'checkpoint.pt'}")
     metric = summary["metric"]
@@ -161,7 +166,9 @@ def _train(args) -> int:
         print(f"{metric['name']}: {metric['value']:.3f} over {metric['samples']} samples (two real sets: "
               f"{metric['real_vs_real']:.3f}; classifier accuracy {metric['classifier_accuracy']:.1%})")
     elif metric:
-        print(f"{metric['name']}: {metric['value']:.3f} over {metric['samples']} samples")
+        more = "".join(f", {k.replace('_', ' ')} {v:.3f}" for k, v in metric.items()
+                       if k in ("bits_per_dim", "perplexity"))
+        print(f"{metric['name']}: {metric['value']:.3f} over {metric['samples']} samples{more}")
     elif config.evaluate:
         print("no final metric: give --inception-weights for FID (the classifier distance needs the embedded data)")
     return 0

@@ -30,6 +30,7 @@ from .data import Ring, Shapes, load_images
 from .penalties import gradient_penalty
 
 CSV_FIELDS = ("step", "d_loss", "g_loss", "penalty", "d_real", "d_fake", "seconds")
+LIKELIHOOD_MODELS = ("vae", "vqvae", "pixelcnn")  # trained by fastgan.train_likelihood.LikelihoodTrainer
 
 
 def _world() -> tuple[int, int, int]:
@@ -69,12 +70,19 @@ class TrainConfig:
     tensorboard: bool = False  # also log to out/tensorboard (needs the tensorboard package)
 
     def validate(self) -> None:
-        if self.model not in models.GANS:
-            raise ValueError(f"unknown model {self.model!r}; one of {', '.join(models.GANS)}")
-        spec = models.GANS[self.model]
-        if spec.resolutions != (None,) and self.resolution not in spec.resolutions:
+        if self.model not in models.GANS and self.model not in LIKELIHOOD_MODELS:
+            raise ValueError(f"unknown model {self.model!r}; one of {', '.join([*models.GANS, *LIKELIHOOD_MODELS])}")
+        spec = models.GANS.get(self.model)
+        if spec is not None and spec.resolutions != (None,) and self.resolution not in spec.resolutions:
             raise ValueError(f"{self.model} supports --resolution {' or '.join(map(str, spec.resolutions))}, "
                              f"not {self.resolution}")
+        sides = {"vae": 8, "vqvae": 4, "pixelcnn": 1}.get(self.model)
+        if sides and (self.resolution < sides or self.resolution % sides or (
+                self.model == "vae" and self.resolution & (self.resolution - 1))):
+            what = "a power of two >= 8" if self.model == "vae" else f"a multiple of {sides}"
+            raise ValueError(f"{self.model} supports a --resolution that is {what}, not {self.resolution}")
+        if self.joint_d and spec is None:
+            raise ValueError(f"--joint-d applies to GANs; {self.model} has no discriminator")
         for name in ("steps", "batch_size", "sample_every", "checkpoint_every", "data_size", "eval_samples"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
@@ -396,15 +404,18 @@ class Trainer:
                    disable=not cfg.progress or self.rank != 0, dynamic_ncols=True)
         for _ in range(start, cfg.steps):
             row = self.step()
-            if not (math.isfinite(row["d_loss"]) and math.isfinite(row["g_loss"])):
+            if not self._finite(row):
                 self.write_logs()
-                raise FloatingPointError(f"step {row['step']}: the losses are not finite (D {row['d_loss']}, G "
-                                         f"{row['g_loss']}); the logs so far are in {self.out}")
+                losses = ", ".join(f"{k} {v}" for k, v in row.items() if k not in ("step", "seconds"))
+                raise FloatingPointError(f"step {row['step']}: the losses are not finite ({losses}); the logs so "
+                                         f"far are in {self.out}")
             if self._tb is not None:
-                for k in CSV_FIELDS[1:]:
-                    self._tb.add_scalar(f"train/{k}", row[k], row["step"])
+                for k, v in row.items():
+                    if k != "step":
+                        self._tb.add_scalar(f"train/{k}", v, row["step"])
             bar.update(1)
-            bar.set_postfix(D=f"{row['d_loss']:.3f}", G=f"{row['g_loss']:.3f}")
+            bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k in ("d_loss", "g_loss", "loss",
+                                                                              "bits_per_dim")})
             if self.step_count % cfg.sample_every == 0:
                 self.write_samples()
             if self.step_count % cfg.checkpoint_every == 0:
@@ -432,6 +443,9 @@ class Trainer:
 
             dist.destroy_process_group()
         return summary
+
+    def _finite(self, row: dict) -> bool:
+        return math.isfinite(row["d_loss"]) and math.isfinite(row["g_loss"])
 
     def _check_in_sync(self) -> None:
         """Under torchrun: every process must end with the same weights (a cheap checksum each)."""
@@ -563,8 +577,8 @@ def save_png(array: np.ndarray, path: Path, min_side: int = 256) -> None:
     im.save(path)
 
 
-def plot_losses(history: list[dict], path: Path, title: str, size=(720, 360)) -> None:
-    """A line chart of the D and G losses per step (PIL only: no plotting package needed)."""
+def plot_losses(history: list[dict], path: Path, title: str, keys=("d_loss", "g_loss"), size=(720, 360)) -> None:
+    """A line chart of the ``keys`` of each row per step (the D and G losses; PIL only: no plotting package)."""
     from PIL import Image, ImageDraw
 
     if not history:
@@ -573,8 +587,9 @@ def plot_losses(history: list[dict], path: Path, title: str, size=(720, 360)) ->
     left, right, top, bottom = 60, 20, 30, 40
     im = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(im)
-    series = {"D": ([r["d_loss"] for r in history], (200, 40, 40)), "G": ([r["g_loss"] for r in history],
-                                                                          (40, 90, 200))}
+    colors = [(200, 40, 40), (40, 90, 200), (40, 150, 60)]
+    names = {"d_loss": "D", "g_loss": "G"}
+    series = {names.get(k, k): ([r[k] for r in history], colors[i % 3]) for i, k in enumerate(keys)}
     values = [v for s, _ in series.values() for v in s if math.isfinite(v)]
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
     hi = hi if hi > lo else lo + 1.0
@@ -596,6 +611,6 @@ def plot_losses(history: list[dict], path: Path, title: str, size=(720, 360)) ->
         pts = [xy(s, v) for s, v in zip(steps, vals) if math.isfinite(v)]
         if len(pts) > 1:
             draw.line(pts, fill=color, width=1)
-        draw.text((W - right - 60 + 30 * i, 8), name, fill=color)
+        draw.text((W - right - 100 * (len(series) - i), 8), name, fill=color)
     path.parent.mkdir(parents=True, exist_ok=True)
     im.save(path)

@@ -143,7 +143,7 @@ def _eager_vq(z, weight, commitment, learned):
 def test_the_quantizer_learned_by_the_loss_is_the_textbook_step(backend):
     g = torch.Generator().manual_seed(4)
     z = torch.randn(2, 6, 3, 5, generator=g, dtype=torch.float64)
-    vq = fastgan.nn.VectorQuantizer(11, 6, commitment=0.3, decay=None, backend="torch").double()
+    vq = fastgan.nn.VectorQuantizer(11, 6, commitment=0.3, decay=None, data_init=False, backend="torch").double()
     vq.weight.data = torch.randn(11, 6, generator=g, dtype=torch.float64)
     w2 = vq.weight.detach().clone().requires_grad_()
     za, zb = z.clone().requires_grad_(), z.clone().requires_grad_()
@@ -162,7 +162,7 @@ def test_the_quantizer_learned_by_the_loss_is_the_textbook_step(backend):
 def test_the_ema_quantizer_updates_the_codebook_as_sonnet_does():
     g = torch.Generator().manual_seed(5)
     K, D, d, eps = 7, 4, 0.9, 1e-5
-    vq = fastgan.nn.VectorQuantizer(K, D, decay=d, eps=eps).double()
+    vq = fastgan.nn.VectorQuantizer(K, D, decay=d, eps=eps, data_init=False).double()
     w = torch.randn(K, D, generator=g, dtype=torch.float64)
     vq.weight.data.copy_(w)
     vq.ema_sum.copy_(w)
@@ -189,3 +189,17 @@ def test_the_ema_quantizer_updates_the_codebook_as_sonnet_does():
 def test_the_quantizer_refuses_a_wrong_shape():
     with pytest.raises(ValueError, match=r"takes \(B, 8, H, W\)"):
         fastgan.nn.VectorQuantizer(4, 8)(torch.zeros(1, 3, 2, 2))
+
+
+def test_the_codebook_starts_from_the_first_training_batchs_vectors():
+    torch.manual_seed(0)
+    z = torch.randn(2, 4, 8, 8) * 5 + 3  # far from the uniform(-1/16, 1/16) initial codes
+    flat = z.permute(0, 2, 3, 1).reshape(-1, 4)
+    learned = fastgan.nn.VectorQuantizer(16, 4, decay=None)
+    out = learned(z)
+    assert all((flat == w).all(1).any() for w in learned.weight)  # every code is one of the batch's vectors
+    assert out.perplexity > 4 and bool(learned.initialized)
+    vq = fastgan.nn.VectorQuantizer(16, 4)
+    assert vq(z).perplexity > 4
+    vq(z + 100)  # a later batch moves the codes by the EMA, it does not initialise them again
+    assert not any(((flat + 100) == w).all(1).any() for w in vq.weight)

@@ -32,11 +32,12 @@ class VectorQuantizer(nn.Module):
     With ``decay`` (default 0.99) the codebook follows exponential moving averages in training instead
     (Sonnet's VectorQuantizerEMA): N_k <- d N_k + (1 - d) n_k, m_k <- d m_k + (1 - d) sum of the vectors
     assigned to k, then e_k = m_k / N_k with N_k Laplace-smoothed by ``eps``. The per-code counts and sums are a
-    deterministic segmented reduction (sorted indices, no atomics). ``weight`` (K, D) is the codebook.
+    deterministic segmented reduction (sorted indices, no atomics). ``weight`` (K, D) is the codebook;
+    ``data_init`` (default) sets it, in the first training forward, to vectors of that batch.
     """
 
     def __init__(self, num_codes: int, dim: int, commitment: float = 0.25, decay: float | None = 0.99,
-                 eps: float = 1e-5, backend: str | None = None):
+                 eps: float = 1e-5, data_init: bool = True, backend: str | None = None):
         super().__init__()
         if decay is not None and not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1) or None (a codebook learned by the loss), got {decay}")
@@ -47,6 +48,9 @@ class VectorQuantizer(nn.Module):
         if decay is not None:
             self.register_buffer("ema_count", torch.zeros(num_codes))
             self.register_buffer("ema_sum", self.weight.detach().clone())
+        # data_init: the first training batch's vectors (drawn with torch's generator) become the codes; a tiny
+        # uniform codebook far from the encoder's outputs otherwise collapses to one code
+        self.register_buffer("initialized", torch.tensor(not data_init))
 
     def extra_repr(self) -> str:
         return f"{self.num_codes}, {self.dim}, commitment={self.commitment}, decay={self.decay}"
@@ -61,6 +65,8 @@ class VectorQuantizer(nn.Module):
 
     def forward(self, z: torch.Tensor) -> Quantized:
         flat = self._flat(z)
+        if self.training and not bool(self.initialized):
+            self._init_from(flat.detach())
         index, _ = codebook_search(flat.detach(), self.weight.detach().to(flat.dtype), backend=self.backend)
         counts = torch.bincount(index, minlength=self.num_codes)
         if self.training and self.decay is not None:
@@ -76,6 +82,15 @@ class VectorQuantizer(nn.Module):
         p = counts.float() / max(1, flat.shape[0])
         perplexity = torch.exp(-(p * torch.log(p.clamp_min(1e-30))).sum())
         return Quantized(z + (q - z).detach(), loss, index, perplexity, (counts > 0).float().mean())
+
+    @torch.no_grad()
+    def _init_from(self, flat: torch.Tensor) -> None:
+        pick = torch.randint(0, flat.shape[0], (self.num_codes,)).to(flat.device)
+        self.weight.data.copy_(flat[pick])
+        if self.decay is not None:
+            self.ema_sum.copy_(self.weight.data)
+            self.ema_count.fill_(1.0)
+        self.initialized.fill_(True)
 
     @torch.no_grad()
     def _ema_update(self, flat: torch.Tensor, index: torch.Tensor, counts: torch.Tensor) -> None:
