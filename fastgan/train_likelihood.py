@@ -20,7 +20,7 @@ import torch
 from .data import Shapes, load_images
 from .models import pixelcnn as P
 from .models import vae as V
-from .train import TrainConfig, Trainer, _backend_scope, _device, image_grid, plot_losses, save_png
+from .train import TrainConfig, Trainer, _backend_scope, _device, _world, image_grid, plot_losses, save_png
 
 # name -> (learning rate, what it notes in --help)
 MODELS = {"vae": (1e-3, "Kingma & Welling: conv VAE, Bernoulli likelihood, 64-d latent, Adam(1e-3)"),
@@ -40,6 +40,8 @@ class LikelihoodTrainer(Trainer):
 
     def __init__(self, config: TrainConfig, resume: bool = False):
         config.validate()
+        if _world()[0] > 1:
+            raise ValueError(f"{config.model} trains in one process (torchrun runs the GANs); run it without torchrun")
         self.config = config
         self.world, self.rank, self._own_group = 1, 0, False
         self.device = _device(config.device)

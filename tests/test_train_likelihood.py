@@ -59,3 +59,9 @@ def test_a_resolution_the_model_does_not_have_is_refused(tmp_path, model, resolu
 def test_joint_d_is_refused_for_a_model_without_a_discriminator(tmp_path):
     with pytest.raises(ValueError, match="no discriminator"):
         _config(tmp_path, "vae", joint_d=True).validate()
+
+
+def test_torchrun_is_refused_with_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="run it without torchrun"):
+        LikelihoodTrainer(_config(tmp_path, "vae"))
