@@ -141,6 +141,8 @@ class Trainer:
     statistics, the final metric's statistics are reduced across processes, and rank 0 alone writes files.
     """
 
+    plot_keys = ("d_loss", "g_loss")  # the series of losses.png
+
     def __init__(self, config: TrainConfig, resume: bool = False):
         config.validate()
         self.config, self.spec = config, models.GANS[config.model]
@@ -308,11 +310,15 @@ class Trainer:
         finally:
             G.train(was)
 
+    def _grid(self) -> np.ndarray:
+        """The sample grid as an (H, W, 3) uint8 image."""
+        x = self.samples(*self._ring_latents()) if isinstance(self.data, Ring) else self.samples()
+        return scatter_plot(x, self.data) if isinstance(self.data, Ring) else image_grid(x)
+
     def write_samples(self) -> Path | None:
         if self.rank != 0:
             return None
-        x = self.samples(*self._ring_latents()) if isinstance(self.data, Ring) else self.samples()
-        grid = scatter_plot(x, self.data) if isinstance(self.data, Ring) else image_grid(x)
+        grid = self._grid()
         if self._tb is not None:
             self._tb.add_image("samples", grid, self.step_count, dataformats="HWC")
         (self.out / "samples").mkdir(parents=True, exist_ok=True)
@@ -326,11 +332,11 @@ class Trainer:
             return
         self.out.mkdir(parents=True, exist_ok=True)
         with open(self.out / "losses.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            w = csv.DictWriter(f, fieldnames=list(self.history[0]) if self.history else CSV_FIELDS)
             w.writeheader()
             for row in self.history:
                 w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-        plot_losses(self.history, self.out / "losses.png", f"{self.config.model}: losses per generator step")
+        plot_losses(self.history, self.out / "losses.png", f"{self.config.model}: losses per step", self.plot_keys)
 
     def _rng_states(self) -> list:
         """Every process's random-generator state (rank order)."""
@@ -362,12 +368,17 @@ class Trainer:
         tmp.replace(path)  # never a half-written checkpoint
         return path
 
-    def load(self, path: Path) -> None:
+    def _read_checkpoint(self, path: Path) -> dict:
+        """The checkpoint at ``path``, refused when it was trained with another model, size or batch."""
         state = torch.load(path, map_location=self.device, weights_only=False)
         saved = {k: state["config"].get(k) for k in ("model", "resolution", "width", "batch_size")}
         mine = {k: getattr(self.config, k) for k in saved}
         if saved != mine:
             raise ValueError(f"{path} was trained with {saved}; this run asks for {mine}: use another --out")
+        return state
+
+    def load(self, path: Path) -> None:
+        state = self._read_checkpoint(path)
         if len(state["rng"]) != self.world:
             raise ValueError(f"{path} was written by {len(state['rng'])} processes; this run has {self.world}")
         self.G.load_state_dict(state["G"])

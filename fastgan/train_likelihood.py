@@ -20,7 +20,7 @@ import torch
 from .data import Shapes, load_images
 from .models import pixelcnn as P
 from .models import vae as V
-from .train import TrainConfig, Trainer, _backend_scope, _device, _world, image_grid, plot_losses, save_png
+from .train import TrainConfig, Trainer, _backend_scope, _device, _world, image_grid
 
 # name -> (learning rate, what it notes in --help)
 MODELS = {"vae": (1e-3, "Kingma & Welling: conv VAE, Bernoulli likelihood, 64-d latent, Adam(1e-3)"),
@@ -40,6 +40,7 @@ class LikelihoodTrainer(Trainer):
 
     def __init__(self, config: TrainConfig, resume: bool = False):
         config.validate()
+        self.plot_keys = SERIES[config.model]
         if _world()[0] > 1:
             raise ValueError(f"{config.model} trains in one process (torchrun runs the GANs); run it without torchrun")
         self.config = config
@@ -117,28 +118,8 @@ class LikelihoodTrainer(Trainer):
         finally:
             self.net.train(was)
 
-    def write_samples(self) -> Path:
-        grid = image_grid(self.samples())
-        (self.out / "samples").mkdir(parents=True, exist_ok=True)
-        path = self.out / "samples" / f"step_{self.step_count:06d}.png"
-        save_png(grid, path)
-        save_png(grid, self.out / "samples.png")
-        if self._tb is not None:
-            self._tb.add_image("samples", grid, self.step_count, dataformats="HWC")
-        return path
-
-    def write_logs(self) -> None:
-        import csv
-
-        self.out.mkdir(parents=True, exist_ok=True)
-        fields = list(self.history[0]) if self.history else ["step"]
-        with open(self.out / "losses.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
-            w.writeheader()
-            for row in self.history:
-                w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-        plot_losses(self.history, self.out / "losses.png", f"{self.config.model}: per step",
-                    SERIES[self.config.model])
+    def _grid(self):
+        return image_grid(self.samples())
 
     def state_dict(self) -> dict:
         from dataclasses import asdict
@@ -148,11 +129,7 @@ class LikelihoodTrainer(Trainer):
                 "history": self.history}
 
     def load(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        saved = {k: state["config"].get(k) for k in ("model", "resolution", "width", "batch_size")}
-        mine = {k: getattr(self.config, k) for k in saved}
-        if saved != mine:
-            raise ValueError(f"{path} was trained with {saved}; this run asks for {mine}: use another --out")
+        state = self._read_checkpoint(path)
         self.net.load_state_dict(state["net"])
         self.opt.load_state_dict(state["opt"])
         self.rng.set_state(state["rng"][0])
