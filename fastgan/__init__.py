@@ -14,6 +14,7 @@ from .ops import (
                           codebook_search,
                           conditional_batch_norm,
                           conv_transpose2d,
+                          masked_conv2d,
                           spectral_norm_power_iteration_,
                           spectral_normalize,
                           upsample_conv2d,
@@ -24,7 +25,7 @@ from .penalties import LazyRegularizer, dragan_penalty, gradient_penalty, r1_pen
 __version__ = "0.1.0"
 
 __all__ = ["BackendUnavailable", "codebook_search", "conditional_batch_norm", "conv_transpose2d", "convert",
-           "current_backend",
+           "current_backend", "masked_conv2d",
            "dragan_penalty", "from_biggan_ccbn", "from_biggan_spectral_norm", "from_legacy_spectral_norm",
            "from_studiogan_cbn", "data", "gradient_penalty", "interpolate_samples", "LazyRegularizer", "metrics",
            "models", "nn",

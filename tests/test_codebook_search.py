@@ -203,3 +203,17 @@ def test_the_codebook_starts_from_the_first_training_batchs_vectors():
     assert vq(z).perplexity > 4
     vq(z + 100)  # a later batch moves the codes by the EMA, it does not initialise them again
     assert not any(((flat + 100) == w).all(1).any() for w in vq.weight)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("k,d", [(1024, 64), (8192, 256), (1000, 65)])
+def test_gpu_search_at_vq_vae_sizes_is_nearest_and_deterministic(k, d):
+    g = torch.Generator(device="cuda").manual_seed(k + d)
+    z, e = torch.randn(16384, d, device="cuda", generator=g), torch.randn(k, d, device="cuda", generator=g)
+    first, dist = fastgan.codebook_search(z, e, backend="triton")
+    assert torch.equal(first, fastgan.codebook_search(z, e, backend="triton")[0])
+    for zc, ic, dc in zip(z.split(4096), first.split(4096), dist.split(4096)):
+        full = torch.cdist(zc.double(), e.double()).square()
+        best = full.min(1).values
+        assert (full.gather(1, ic[:, None])[:, 0] - best <= 1e-4 * (1 + best)).all()
+        torch.testing.assert_close(dc.double(), best, rtol=1e-4, atol=1e-3)

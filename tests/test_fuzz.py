@@ -351,6 +351,122 @@ def test_gradient_penalty_ops_backends_agree(case):
         _same(_outcome(lambda: _penalty_call(backend, g, real, eps, options)), reference, compare)
 
 
+# ---------------------------------------------------------------- masked convolution
+
+
+@st.composite
+def masked_conv_cases(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    sub = draw(st.sampled_from([1, 3]))
+    gate = draw(st.booleans())
+    N = draw(st.sampled_from([0, 1, 2, 3]))
+    c_in, half = sub * draw(st.sampled_from([1, 2, 6])), sub * draw(st.sampled_from([1, 3, 7]))
+    c_out = 2 * half if gate else half
+    kh, kw = draw(st.sampled_from([1, 2, 3, 5])), draw(st.sampled_from([1, 3, 4, 5]))
+    H, W = draw(st.sampled_from([1, 2, 3, 5])), draw(st.sampled_from([1, 2, 4, 7]))
+    regime = draw(st.sampled_from(REGIMES))
+    x = _image_layout(draw, _values(draw, (N, c_in, H, W), dtype, regime, seed=draw(st.integers(0, 2**16))))
+    g = torch.Generator().manual_seed(draw(st.integers(0, 2**16)))
+    w = (torch.randn(c_out, c_in, kh, kw, generator=g) / (c_in * kh * kw) ** 0.5).to(dtype)
+    b = torch.randn(c_out, generator=g).to(dtype) if draw(st.booleans()) else None
+    add = draw(st.sampled_from([None, (N, c_out, 1, 1), (N, c_out, H, W), (1, c_out, 1, W)]))
+    add = None if add is None else torch.randn(add, generator=g).to(dtype)
+    options = dict(mask=draw(st.sampled_from(["A", "B", None])), sub_pixels=sub, gate=gate,
+                   anchor=(draw(st.integers(0, kh - 1)), draw(st.integers(0, kw - 1))), return_pre=True,
+                   check_finite=draw(st.booleans()))
+    return x, w, b, add, options
+
+
+def _masked_conv_reference(x, w, b, add, options):
+    """float64 over the kept taps only (F.unfold): the kernels' semantics, where eager conv2d(x, w * mask) would
+    also carry a NaN through the masked taps; the pre-activation rounded to the dtype, as the kernels store it."""
+    from fastgan.ops import masked_conv2d_reference as ref
+
+    if options["check_finite"]:
+        fastgan.masked_conv2d(x, w, b, add=add, **{**options, "return_pre": False}, backend="torch")
+    if x.numel() == 0:
+        return fastgan.masked_conv2d(x, w, b, add=add, **options, backend="torch")
+    geom = ref.Geometry(tuple(w.shape[2:]), options["anchor"], ref.MASKS[options["mask"]], options["sub_pixels"],
+                        options["gate"])
+    N, c_in, H, W = x.shape
+    wd = w.double()
+    kept = (wd * ref.mask(wd, geom)).flatten(2)[:, :, :geom.taps]
+    cols = F.unfold(F.pad(x.double(), geom.padding), tuple(w.shape[2:])).view(N, c_in, -1, H * W)[:, :, :geom.taps]
+    pre = torch.einsum("nctl,oct->nol", cols, kept).reshape(N, -1, H, W)
+    if b is not None:
+        pre = pre + b.double()[None, :, None, None]
+    if add is not None:
+        pre = pre + add.double()
+    pre = pre.to(x.dtype).double()
+    return (ref.gate(pre) if options["gate"] else pre), pre
+
+
+def _masked_conv_call(backend, x, w, b, add, options):
+    if backend == "torch":
+        return _masked_conv_reference(x, w, b, add, options)
+    with torch.backends.cudnn.flags(allow_tf32=False):
+        return fastgan.masked_conv2d(x.to(DEVICE), w.to(DEVICE), None if b is None else b.to(DEVICE),
+                                     add=None if add is None else add.to(DEVICE), backend=backend, **options)
+
+
+@given(masked_conv_cases())
+def test_masked_conv2d_backends_agree(case):
+    x, w, b, add, options = case
+    note(f"x {tuple(x.shape)} {x.dtype} strides {x.stride()}, weight {tuple(w.shape)}, bias {b is not None}, "
+         f"add {None if add is None else tuple(add.shape)}, {options}")
+    reference = _outcome(lambda: _masked_conv_call("torch", x, w, b, add, options))
+    u = ROUNDING[x.dtype]
+
+    def compare(got, ref):
+        assert got[0].dtype == x.dtype
+        # pre: a sum of up to C_in x taps products in float32, rounded once; y: the gate of the rounded pre
+        _close("pre", got[1], ref[1], 2 * u + 1e-5, 1e-30)
+        _close("y", got[0], ref[0], 4 * u + 1e-5, 1e-30)
+
+    for backend in KERNEL_BACKENDS:
+        _same(_outcome(lambda: _masked_conv_call(backend, x, w, b, add, options)), reference, compare)
+
+
+# ---------------------------------------------------------------- codebook search
+
+
+@st.composite
+def codebook_cases(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    n, k, d = draw(st.sampled_from([0, 1, 3, 40])), draw(st.sampled_from([1, 2, 17, 70])), draw(
+        st.sampled_from([1, 3, 16, 65]))
+    regime = draw(st.sampled_from(["normal", "zero", "constant", "tiny", "nan", "inf"]))
+    z = _laid_out(draw, _values(draw, (n, d), dtype, regime, seed=draw(st.integers(0, 2**16))))
+    e = _values(draw, (k, d), dtype, "normal", seed=draw(st.integers(0, 2**16)))
+    if draw(st.booleans()) and k > 1:  # duplicated codes: ties
+        e[k // 2:] = e[:k - k // 2].clone()
+    return z, e
+
+
+def _codebook_call(backend, z, e):
+    return fastgan.codebook_search(z.to(DEVICE), e.to(DEVICE), backend=backend, check_finite=True)
+
+
+@given(codebook_cases())
+def test_codebook_search_backends_agree(case):
+    """Finite inputs: the chosen code is at the float64 minimum distance (within float32 round-off of near-ties),
+    of duplicated codes the first; NaN / Inf refused by check_finite in every backend."""
+    z, e = case
+    note(f"z {tuple(z.shape)} {z.dtype} strides {z.stride()}, codes {tuple(e.shape)}")
+    reference = _outcome(lambda: _codebook_call("torch", z, e))
+
+    def compare(got, ref):
+        full = torch.cdist(z.double(), e.double()).square()
+        chosen = full.gather(1, got[0].cpu()[:, None])[:, 0]
+        best = full.min(1).values
+        assert (chosen - best <= 1e-4 * (1 + best)).all(), "a code farther than the nearest"
+        for i in got[0].cpu().tolist():  # a duplicated code: the first copy
+            assert not (e[:i] == e[i]).all(1).any(), f"code {i} chosen over an identical code before it"
+
+    for backend in KERNEL_BACKENDS:
+        _same(_outcome(lambda: _codebook_call(backend, z, e)), reference, compare)
+
+
 def test_profiles_are_registered():
     profile = hypothesis.settings()
     assert profile.deadline is None and profile.max_examples >= 20

@@ -6,6 +6,10 @@
 * bfloat16 ``tl.dot``: the interpreter stores bfloat16 as uint16 (NumPy has no bfloat16) and multiplies those
   integers; this converts bfloat16 operands to float32 first, which is what the GPU's bfloat16 dot computes (exact
   products, float32 accumulation).
+* float ``tl.dot``: the interpreter's ``np.matmul`` in float32 may round identical columns of B differently by
+  their position (BLAS handles edge columns with other code), so equal codes in a codebook get unequal distances;
+  this computes the products and sums in float64, rounded once to the accumulator's dtype: equal columns give equal
+  results, as on the GPU, where every column of a tile is summed in the same order.
 
 Nothing changes when the interpreter is not used or does not have the bug.
 """
@@ -43,6 +47,10 @@ def _install_bf16_dot(interpreter) -> None:
             a = self.cast_impl(a, tl.float32)
         if b.dtype.scalar == tl.bfloat16:
             b = self.cast_impl(b, tl.float32)
+        if a.dtype.scalar in (tl.float32, tl.float16) and b.dtype.scalar in (tl.float32, tl.float16) \
+                and d.data.dtype == np.float32:
+            out = np.matmul(a.data.astype(np.float64), b.data.astype(np.float64)).astype(np.float32) + d.data
+            return interpreter.TensorHandle(out, d.dtype.scalar)
         return original(self, a, b, d, *args, **kwargs)
 
     create_dot._fastgan_compat = True

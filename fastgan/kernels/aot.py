@@ -21,7 +21,8 @@ from .._ptxas import parse_ptxas_report
 # modules whose launch_configs() list what they launch
 KERNEL_MODULES = ("fastgan.kernels.spectral_norm", "fastgan.kernels.feature_stats", "fastgan.kernels.newton_schulz",
                   "fastgan.kernels.cond_batch_norm", "fastgan.kernels.conv_transpose2d",
-                  "fastgan.kernels.gradient_penalty", "fastgan.kernels.codebook_search")
+                  "fastgan.kernels.gradient_penalty", "fastgan.kernels.codebook_search",
+                  "fastgan.kernels.masked_conv2d")
 
 
 def configs():

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ops.masked_conv2d import masked_conv2d
+
 LEVELS = 256
 
 
@@ -55,11 +57,13 @@ def _gate(x: torch.Tensor) -> torch.Tensor:
 
 class GatedLayer(nn.Module):
     """One gated layer: (vertical, horizontal) features in, (vertical, horizontal, skip) out. ``first``: mask A, no
-    residual (the input is the image's channels)."""
+    residual (the input is the image's channels). ``fused``: the vertical and horizontal convolutions with their
+    gated units are :func:`fastgan.masked_conv2d` calls (same parameters)."""
 
-    def __init__(self, cin: int, h: int, k: int, skip: int, groups: int, first: bool, num_classes: int | None):
+    def __init__(self, cin: int, h: int, k: int, skip: int, groups: int, first: bool, num_classes: int | None,
+                 fused: bool = False, backend: str | None = None):
         super().__init__()
-        self.k, self.first = k, first
+        self.k, self.first, self.sub_pixels, self.fused, self.backend = k, first, groups, fused, backend
         g_in = torch.arange(cin) * groups // cin
         g2h, gh = _groups(h, groups).repeat(2), _groups(h, groups)
         mask = "A" if first else "B"
@@ -70,19 +74,11 @@ class GatedLayer(nn.Module):
         self.skip = MaskedConv2d(h, skip, 1, _groups(skip, groups), gh, "B", (0, 0))
         self.embed = nn.Embedding(num_classes, 4 * h) if num_classes else None
 
-    def vertical(self, v: torch.Tensor) -> torch.Tensor:
-        """The vertical stack's pre-activations; v padded as ``F.pad(v, (k//2, k//2, k//2, 0))`` -> rows of v."""
-        return self.v_conv(v)
-
-    def horizontal(self, hx_padded: torch.Tensor, v_pre_above: torch.Tensor, hx: torch.Tensor, cond_h):
-        """Horizontal output and skip from the left-padded horizontal input and the vertical pre-activations of the
-        row above (shifted down)."""
-        pre = self.h_conv(hx_padded) + self.v2h(v_pre_above)
-        if cond_h is not None:
-            pre = pre + cond_h
-        g = _gate(pre)
-        out = self.h_out(g)
-        return (out if self.first else hx + out), self.skip(g)
+    def vertical(self, v: torch.Tensor, cond_v) -> torch.Tensor:
+        """The vertical stack's pre-activations (with the class bias); v padded as ``F.pad(v, (k//2, k//2, k//2,
+        0))`` -> rows of v."""
+        pre = self.v_conv(v)
+        return pre if cond_v is None else pre + cond_v
 
     def _cond(self, y):
         if self.embed is None or y is None:
@@ -93,20 +89,36 @@ class GatedLayer(nn.Module):
     def forward(self, v, hx, y=None):
         k, H = self.k, v.shape[2]
         cv, ch = self._cond(y)
-        v_pre = self.vertical(F.pad(v, (k // 2, k // 2, k // 2, 0)))
-        v_out = _gate(v_pre if cv is None else v_pre + cv)
-        above = F.pad(v_pre, (0, 0, 1, 0))[:, :, :H]  # row i sees the vertical stack of row i - 1
-        h_out, skip = self.horizontal(F.pad(hx, (k // 2, 0, 0, 0)), above, hx, ch)
-        return v_out, h_out, skip
+        if self.fused:  # the gated units in the masked convolutions' epilogues
+            v_out, v_pre = masked_conv2d(v, self.v_conv.weight, self.v_conv.bias, mask=None, anchor=(k // 2, k // 2),
+                                         gate=True, add=cv, return_pre=True, backend=self.backend)
+        else:
+            v_pre = self.vertical(F.pad(v, (k // 2, k // 2, k // 2, 0)), cv)
+            v_out = _gate(v_pre)
+        above = self.v2h(F.pad(v_pre, (0, 0, 1, 0))[:, :, :H])  # row i sees the vertical stack of row i - 1
+        if ch is not None:
+            above = above + ch
+        if self.fused:
+            g = masked_conv2d(hx, self.h_conv.weight, self.h_conv.bias, mask="A" if self.first else "B",
+                              sub_pixels=self.sub_pixels, anchor=(0, k // 2), gate=True, add=above,
+                              backend=self.backend)
+        else:
+            g = _gate(self.h_conv(F.pad(hx, (k // 2, 0, 0, 0))) + above)
+        out = self.h_out(g)
+        return v_out, (out if self.first else hx + out), self.skip(g)
 
 
 class PixelCNN(nn.Module):
     """Gated PixelCNN over images with ``channels`` sub-pixels of ``LEVELS`` values (``binary=True``: one channel of
     {0, 1}). Input: integer images (B, C, H, W) (uint8 or long; 0..255, or 0/1 when binary); output: logits
-    (B, C, 256, H, W) (binary: (B, 1, H, W)). ``num_classes``: class-conditional (``y`` of shape (B,))."""
+    (B, C, 256, H, W) (binary: (B, 1, H, W)). ``num_classes``: class-conditional (``y`` of shape (B,)): a class
+    bias on every layer's vertical pre-activations (which the horizontal stack reads) and horizontal ones.
+    ``fused``: each layer's two convolutions and gates as :func:`fastgan.masked_conv2d` calls (same parameters and
+    state dict as the eager build; ``backend`` as that op's)."""
 
     def __init__(self, channels: int = 3, hidden: int = 60, layers: int = 8, kernel: int = 5, first_kernel: int = 7,
-                 skip: int | None = None, num_classes: int | None = None, binary: bool = False):
+                 skip: int | None = None, num_classes: int | None = None, binary: bool = False, fused: bool = False,
+                 backend: str | None = None):
         super().__init__()
         if binary and channels != 1:
             raise ValueError("a binary PixelCNN has one channel")
@@ -117,8 +129,9 @@ class PixelCNN(nn.Module):
         skip = skip or 2 * hidden
         self.channels, self.binary, self.num_classes = channels, binary, num_classes
         self.layers = nn.ModuleList(
-            [GatedLayer(channels, hidden, first_kernel, skip, channels, True, num_classes)]
-            + [GatedLayer(hidden, hidden, kernel, skip, channels, False, num_classes) for _ in range(layers - 1)])
+            [GatedLayer(channels, hidden, first_kernel, skip, channels, True, num_classes, fused, backend)]
+            + [GatedLayer(hidden, hidden, kernel, skip, channels, False, num_classes, fused, backend)
+               for _ in range(layers - 1)])
         levels = 1 if binary else LEVELS
         gs = _groups(skip, channels)
         self.head1 = MaskedConv2d(skip, skip, 1, gs, gs, "B", (0, 0))
@@ -248,10 +261,9 @@ def sample_cached(model: PixelCNN, n: int, size: tuple[int, int], y=None, genera
                 v_in[0][:, c, i + p0, j + p0] = value
         for li, layer in enumerate(L):  # row i is finished: one row of every vertical stack
             p = layer.k // 2
-            pre = layer.vertical(v_in[li][:, :, i:i + p + 1])  # (n, 2h, 1, W)
+            pre = layer.vertical(v_in[li][:, :, i:i + p + 1], conds[li][0])  # (n, 2h, 1, W)
             v_pre[li][:, i + 1] = pre[:, :, 0].transpose(1, 2)
             if li + 1 < len(L):
-                cv = conds[li][0]
                 q = L[li + 1].k // 2
-                v_in[li + 1][:, :, i + q, q:q + W] = _gate(pre if cv is None else pre + cv)[:, :, 0]
+                v_in[li + 1][:, :, i + q, q:q + W] = _gate(pre)[:, :, 0]
     return x

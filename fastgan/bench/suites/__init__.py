@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import importlib
 
-SUITES = ("spectral_norm", "cond_batch_norm", "conv_transpose2d", "gradient_penalty", "codebook_search", "train_step",
+SUITES = ("spectral_norm", "cond_batch_norm", "conv_transpose2d", "gradient_penalty", "codebook_search",
+          "masked_conv2d", "train_step",
           "fid", "host_overhead")
 DEFAULT_SUITES = SUITES  # what runs without --suite (without a GPU, the cases timed on the CPU need --suite)
 

@@ -163,6 +163,24 @@ def _cb_call(mode: str, backend: str):
     return lambda: fastgan.codebook_search(z, e, backend="triton")
 
 
+def _mc_call(mode: str, backend: str):
+    """A gated PixelCNN horizontal-stack layer (batch 4 of 8x8, h = 32) with its add tensor: on triton."""
+    import fastgan
+
+    x, w, b = torch.randn(4, 32, 8, 8), torch.randn(64, 32, 1, 3), torch.randn(64)
+    add = torch.randn(4, 64, 8, 8)
+    if mode == "fwd":
+        return lambda: fastgan.masked_conv2d(x, w, b, mask="B", anchor=(0, 2), gate=True, add=add, backend="triton")
+    x.requires_grad_(True)
+    w.requires_grad_(True)
+    gy = torch.randn(4, 32, 8, 8)
+
+    def fwd_bwd():
+        y = fastgan.masked_conv2d(x, w, b, mask="B", anchor=(0, 2), gate=True, add=add, backend="triton")
+        torch.autograd.grad(y, [x, w], gy)
+    return fwd_bwd
+
+
 _active = contextlib.ExitStack()  # the no-op kernels of the case being timed (setup enters, finish leaves)
 
 
@@ -201,6 +219,7 @@ CALLS = [
       for label, with_bn in (("ConvT + ReLU", False), ("ConvT + BN + ReLU train", True))
       for mode in ("fwd", "fwd+bwd")],
     ("codebook_search N=256 K=512 D=64", "fwd", functools.partial(_cb_call, "fwd")),
+    *[("masked_conv2d gated 1x3 mask B", mode, functools.partial(_mc_call, mode)) for mode in ("fwd", "fwd+bwd")],
 ]
 
 
