@@ -130,6 +130,9 @@ def _train_arguments(p) -> None:
                    help="run D once on real and fake images concatenated (fewer launches; one spectral-norm power "
                         "iteration per D step instead of two; refused for a D with batch norm)")
     p.add_argument("--tensorboard", action="store_true", help="also log losses and samples to OUT/tensorboard")
+    p.add_argument("--prior-of", default=None, metavar="CKPT",
+                   help="pixelcnn: model the codes of the VQ-VAE run whose checkpoint.pt this is (a prior; samples "
+                        "are decoded by the VQ-VAE)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -142,7 +145,7 @@ def _train(args) -> int:
                          checkpoint_every=args.checkpoint_every, device=args.device, lr=args.lr,
                          progress=not args.quiet, evaluate=args.evaluate, eval_samples=args.eval_samples,
                          inception_weights=args.inception_weights, joint_d=args.joint_d,
-                         tensorboard=args.tensorboard)
+                         tensorboard=args.tensorboard, prior_of=args.prior_of)
     from .train import LIKELIHOOD_MODELS
     from .train_likelihood import LikelihoodTrainer
 

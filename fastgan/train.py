@@ -68,6 +68,7 @@ class TrainConfig:
     inception_weights: str | None = None
     joint_d: bool = False  # D(real) and D(fake) as one call on the concatenated batch (D without batch norm)
     tensorboard: bool = False  # also log to out/tensorboard (needs the tensorboard package)
+    prior_of: str | None = None  # pixelcnn: a VQ-VAE run's checkpoint.pt whose codes the PixelCNN models
 
     def validate(self) -> None:
         if self.model not in models.GANS and self.model not in LIKELIHOOD_MODELS:
@@ -81,6 +82,13 @@ class TrainConfig:
                 self.model == "vae" and self.resolution & (self.resolution - 1))):
             what = "a power of two >= 8" if self.model == "vae" else f"a multiple of {sides}"
             raise ValueError(f"{self.model} supports a --resolution that is {what}, not {self.resolution}")
+        if self.prior_of is not None:
+            if self.model != "pixelcnn":
+                raise ValueError(f"--prior-of trains a PixelCNN prior over a VQ-VAE's codes: use it with pixelcnn, "
+                                 f"not {self.model}")
+            if not Path(self.prior_of).is_file():
+                raise FileNotFoundError(f"--prior-of: no VQ-VAE checkpoint at {self.prior_of} (the checkpoint.pt of "
+                                        "a `fastgan train vqvae` run)")
         if self.joint_d and spec is None:
             raise ValueError(f"--joint-d applies to GANs; {self.model} has no discriminator")
         for name in ("steps", "batch_size", "sample_every", "checkpoint_every", "data_size", "eval_samples"):

@@ -8,6 +8,10 @@ reconstructions of a fixed real batch (top half: the images), PixelCNN samples f
 metric is on a held-out set (the embedded shapes with another seed; a folder's first images otherwise): the VAE's
 importance-weighted log p(x) (k = 16) in nats and bits/dim, the VQ-VAE's reconstruction MSE and perplexity, the
 PixelCNN's bits/dim.
+
+``prior_of`` (``fastgan train pixelcnn --prior-of RUN/checkpoint.pt``): the PixelCNN models the code grid
+(R/4 x R/4 indices of K codes, read through an embedding) of a trained VQ-VAE, frozen, which encodes each batch;
+bits/dim are then bits per code, the samples are drawn codes decoded by the VQ-VAE.
 """
 from __future__ import annotations
 
@@ -57,9 +61,13 @@ class LikelihoodTrainer(Trainer):
                 self.net = V.VAE(c, r, latent=64, width=w or 32, fused=config.fused)
             elif config.model == "vqvae":
                 self.net = V.VQVAE(c, r, width=w or 64, fused=config.fused, backend=config.backend)
+            elif config.prior_of:
+                self.vq = _frozen_vqvae(config, c, self.device)
+                self.net = P.PixelCNN(1, hidden=w or 60, layers=8, levels=self.vq.quantizer.weight.shape[0],
+                                      embed=32, fused=config.fused, backend=config.backend)
             else:
                 hidden = -(-(w or 60) // c) * c  # (a multiple of the sub-pixels: --width rounds up)
-                self.net = P.PixelCNN(c, hidden=hidden, layers=8)
+                self.net = P.PixelCNN(c, hidden=hidden, layers=8, fused=config.fused, backend=config.backend)
         self.net.to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr or MODELS[config.model][0])
         self.rng = torch.Generator().manual_seed(config.seed)
@@ -78,8 +86,15 @@ class LikelihoodTrainer(Trainer):
             return self.net.losses(x, generator=self.rng)
         if self.config.model == "vqvae":
             return self.net.losses(x)
-        bpd = self.net.bits_per_dim(quantize(x))
+        bpd = self.net.bits_per_dim(self._levels(x))
         return {"loss": bpd, "bits_per_dim": bpd}
+
+    def _levels(self, x: torch.Tensor) -> torch.Tensor:
+        """What the PixelCNN models: the image's levels, or the VQ-VAE's code grid (B, 1, R/4, R/4)."""
+        if not self.config.prior_of:
+            return quantize(x)
+        with torch.no_grad():
+            return self.vq.quantizer(self.vq.encoder(x)).indices[:, None]
 
     def step(self) -> dict:
         t0 = time.perf_counter()
@@ -112,8 +127,10 @@ class LikelihoodTrainer(Trainer):
                     x = self.x_fixed.to(self.device)
                     return torch.cat([x, self.net(x)[0].clamp(-1, 1)]).float().cpu()
                 g = torch.Generator().manual_seed(self.config.seed + 1)
-                side = self.config.resolution
+                side = self.config.resolution // (4 if self.config.prior_of else 1)
                 levels = P.sample_cached(self.net, min(n, 16), (side, side), generator=g)
+                if self.config.prior_of:
+                    return self.vq.decode_indices(levels[:, 0]).float().cpu()
                 return (levels.float() / 127.5 - 1).cpu()
         finally:
             self.net.train(was)
@@ -159,7 +176,7 @@ class LikelihoodTrainer(Trainer):
                         total += float((recon - x).square().flatten(1).mean(1).sum())
                         extra["perplexity"] = extra.get("perplexity", 0.0) + float(q.perplexity) * len(x)
                     else:
-                        total += float(self.net.nll(quantize(x)).sum())
+                        total += float(self.net.nll(self._levels(x)).sum())
                     count += len(x)
         finally:
             self.net.train(was)
@@ -171,4 +188,28 @@ class LikelihoodTrainer(Trainer):
         if self.config.model == "vqvae":
             return {"name": f"reconstruction MSE ({where})", "value": total / count,
                     "perplexity": extra["perplexity"] / count, "samples": count}
+        if self.config.prior_of:
+            grid = (self.config.resolution // 4) ** 2
+            return {"name": f"bits per code of the VQ-VAE's {grid} codes per image ({where})",
+                    "value": total / count / (grid * math.log(2)), "samples": count}
         return {"name": f"bits/dim ({where})", "value": total / count / (dims * math.log(2)), "samples": count}
+
+
+def _frozen_vqvae(config: TrainConfig, channels: int, device) -> V.VQVAE:
+    """The VQ-VAE of the run whose checkpoint is ``config.prior_of``, in eval mode, without gradients."""
+    state = torch.load(config.prior_of, map_location="cpu", weights_only=True)
+    saved = state.get("config", {}) if isinstance(state, dict) else {}
+    if saved.get("model") != "vqvae":
+        raise ValueError(f"--prior-of {config.prior_of}: not a `fastgan train vqvae` checkpoint (model "
+                         f"{saved.get('model')!r})")
+    if saved["resolution"] != config.resolution:
+        raise ValueError(f"--prior-of: the VQ-VAE was trained at --resolution {saved['resolution']}; pass "
+                         f"--resolution {saved['resolution']}")
+    vq = V.VQVAE(channels, saved["resolution"], width=saved["width"] or 64, fused=saved["fused"],
+                 backend=config.backend)
+    try:
+        vq.load_state_dict(state["net"])
+    except RuntimeError as e:
+        raise ValueError(f"--prior-of {config.prior_of}: its VQ-VAE does not fit this data's {channels} channels "
+                         f"(train the prior on the VQ-VAE's --data): {str(e).splitlines()[0]}") from None
+    return vq.to(device).eval().requires_grad_(False)

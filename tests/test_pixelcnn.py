@@ -123,3 +123,21 @@ def test_a_short_training_run_lowers_the_nll_of_the_shapes():
         loss.backward()
         opt.step()
     assert m.bits_per_dim(x).item() < 0.5 * first, (first, m.bits_per_dim(x).item())
+
+
+def test_a_prior_over_codes_is_causal_and_its_cached_samples_are_the_naive_ones():
+    """One channel of 13 categories read through an embedding (a prior over VQ-VAE codes)."""
+    torch.manual_seed(0)
+    m = P.PixelCNN(1, hidden=8, layers=3, kernel=3, first_kernel=5, levels=13, embed=6).double()
+    x = torch.randint(0, 13, (1, 1, 4, 5), generator=torch.Generator().manual_seed(2))
+    base = m(x)
+    assert base.shape == (1, 1, 13, 4, 5)
+    for t, (i, j, _) in enumerate(_order(1, 4, 5)):
+        x2 = x.clone()
+        x2[0, 0, i, j] = (x2[0, 0, i, j] + 5) % 13
+        d = (m(x2) - base).abs().amax(2)[0, 0].flatten()
+        assert torch.all(d[:t + 1] == 0), (i, j)
+    u = torch.rand(2, 1, 4, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    naive = P.sample(m, 2, (4, 5), u=u)
+    assert torch.equal(naive, P.sample_cached(m, 2, (4, 5), u=u))
+    assert naive.max() <= 12 and len(naive.unique()) > 1

@@ -65,3 +65,35 @@ def test_torchrun_is_refused_with_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="run it without torchrun"):
         LikelihoodTrainer(_config(tmp_path, "vae"))
+
+
+def test_a_pixelcnn_prior_over_a_vqvaes_codes(tmp_path):
+    """--prior-of: the prior models the frozen VQ-VAE's code grid (its bits per code fall from log2 K), resumes
+    bitwise, and its samples are decoded images; a checkpoint of another model or resolution is refused."""
+    vq = LikelihoodTrainer(_config(tmp_path, "vqvae", steps=3, width=8))
+    vq.fit()
+    ckpt = str(tmp_path / "vqvae" / "checkpoint.pt")
+    before = {k: v.clone() for k, v in vq.net.state_dict().items()}
+    prior = LikelihoodTrainer(_config(tmp_path / "p", "pixelcnn", steps=30, width=8, lr=3e-3, prior_of=ckpt,
+                                      evaluate=True, sample_every=30))
+    summary = prior.fit()
+    bits = [r["bits_per_dim"] for r in prior.history]
+    assert bits[0] < np.log2(512) + 1 and np.mean(bits[-5:]) < bits[0] - 0.5
+    assert summary["metric"]["name"].startswith("bits per code of the VQ-VAE's 4 codes")
+    assert all(torch.equal(before[k], v) for k, v in prior.vq.state_dict().items())  # frozen
+    images = prior.samples(4)
+    assert images.shape == (4, 3, 8, 8) and images.abs().max() <= 1
+    half = LikelihoodTrainer(_config(tmp_path / "h", "pixelcnn", steps=15, width=8, lr=3e-3, prior_of=ckpt,
+                                     sample_every=30))
+    half.fit()
+    resumed = LikelihoodTrainer(_config(tmp_path / "h", "pixelcnn", steps=30, width=8, lr=3e-3, prior_of=ckpt,
+                                        sample_every=30), resume=True)
+    resumed.fit()
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in prior.history]
+    with pytest.raises(ValueError, match="trained at --resolution 8; pass --resolution 8"):
+        LikelihoodTrainer(_config(tmp_path / "r", "pixelcnn", resolution=16, prior_of=ckpt))
+    LikelihoodTrainer(_config(tmp_path / "v", "vae", steps=1)).fit()
+    with pytest.raises(ValueError, match="not a `fastgan train vqvae` checkpoint"):
+        LikelihoodTrainer(_config(tmp_path / "x", "pixelcnn", prior_of=str(tmp_path / "v" / "vae" / "checkpoint.pt")))
+    with pytest.raises(ValueError, match="use it with pixelcnn"):
+        _config(tmp_path, "vae", prior_of=ckpt).validate()

@@ -114,39 +114,47 @@ class PixelCNN(nn.Module):
     (B, C, 256, H, W) (binary: (B, 1, H, W)). ``num_classes``: class-conditional (``y`` of shape (B,)): a class
     bias on every layer's vertical pre-activations (which the horizontal stack reads) and horizontal ones.
     ``fused``: each layer's two convolutions and gates as :func:`fastgan.masked_conv2d` calls (same parameters and
-    state dict as the eager build; ``backend`` as that op's)."""
+    state dict as the eager build; ``backend`` as that op's).
+
+    ``levels``: values per sub-pixel (default 256); ``embed``: one channel of ``levels`` categories (a prior over
+    VQ-VAE codes) read through a learned embedding of that size instead of as a number in [-1, 1]."""
 
     def __init__(self, channels: int = 3, hidden: int = 60, layers: int = 8, kernel: int = 5, first_kernel: int = 7,
                  skip: int | None = None, num_classes: int | None = None, binary: bool = False, fused: bool = False,
-                 backend: str | None = None):
+                 backend: str | None = None, levels: int = LEVELS, embed: int | None = None):
         super().__init__()
         if binary and channels != 1:
             raise ValueError("a binary PixelCNN has one channel")
+        if embed is not None and (channels != 1 or binary):
+            raise ValueError("embed= takes one channel of categories (a prior over codes), not binary")
         if hidden % channels or (skip or 2 * hidden) % channels:
             raise ValueError(f"hidden ({hidden}) and skip sizes must be multiples of channels ({channels})")
         if kernel % 2 == 0 or first_kernel % 2 == 0:
             raise ValueError("kernel sizes must be odd")
         skip = skip or 2 * hidden
-        self.channels, self.binary, self.num_classes = channels, binary, num_classes
+        self.channels, self.binary, self.num_classes, self.levels = channels, binary, num_classes, levels
+        self.embed_in = nn.Embedding(levels, embed) if embed else None
         self.layers = nn.ModuleList(
-            [GatedLayer(channels, hidden, first_kernel, skip, channels, True, num_classes, fused, backend)]
+            [GatedLayer(embed or channels, hidden, first_kernel, skip, channels, True, num_classes, fused, backend)]
             + [GatedLayer(hidden, hidden, kernel, skip, channels, False, num_classes, fused, backend)
                for _ in range(layers - 1)])
-        levels = 1 if binary else LEVELS
+        levels = 1 if binary else levels
         gs = _groups(skip, channels)
         self.head1 = MaskedConv2d(skip, skip, 1, gs, gs, "B", (0, 0))
         self.head2 = MaskedConv2d(skip, channels * levels, 1, torch.arange(channels * levels) // levels, gs, "B",
                                   (0, 0))
 
     def scale(self, x: torch.Tensor) -> torch.Tensor:
-        """Integer images -> the network's input in [-1, 1] (the weights' dtype)."""
+        """Integer images -> the network's input: values in [-1, 1] (the weights' dtype), or the embedding."""
+        if self.embed_in is not None:
+            return self.embed_in(x[:, 0].long()).permute(0, 3, 1, 2)
         dtype = self.head2.weight.dtype
-        return x.to(dtype) * 2 - 1 if self.binary else x.to(dtype) / 127.5 - 1
+        return x.to(dtype) * 2 - 1 if self.binary else x.to(dtype) / ((self.levels - 1) / 2) - 1
 
     def head(self, skip: torch.Tensor) -> torch.Tensor:
         out = self.head2(F.relu(self.head1(F.relu(skip))))
         B, _, H, W = out.shape
-        return out if self.binary else out.view(B, self.channels, LEVELS, H, W)
+        return out if self.binary else out.view(B, self.channels, self.levels, H, W)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         self._check(x, y)
@@ -182,7 +190,7 @@ class PixelCNN(nn.Module):
         if self.binary:
             return (u < torch.sigmoid(logits)).long()
         cdf = torch.softmax(logits, dim=1).cumsum(1)
-        return (cdf < u[:, None]).sum(1).clamp_(max=LEVELS - 1)
+        return (cdf < u[:, None]).sum(1).clamp_(max=self.levels - 1)
 
 
 def _uniforms(model, n, size, generator, device):
@@ -252,13 +260,14 @@ def sample_cached(model: PixelCNN, n: int, size: tuple[int, int], y=None, genera
                         h_in[li + 1][:, j + L[li + 1].k // 2] = out if layer.first else h_in[li][:, j + p] + out
                 logits = torch.addmm(head[1][1], torch.relu(torch.addmm(head[0][1], torch.relu(skip), head[0][0].T)),
                                      head[1][0].T)
-                levels = 1 if model.binary else LEVELS
+                levels = 1 if model.binary else model.levels
                 logits = logits[:, 0] if model.binary else logits[:, c * levels:(c + 1) * levels]
                 x[:, c, i, j] = model._draw(logits, u[:, c, i, j].to(logits.dtype))
-                value = model.scale(x[:, c, i, j])
+                feature = model.scale(x[:, c:c + 1, i:i + 1, j:j + 1])[:, :, 0, 0]  # (n, 1), or (n, embed)
+                cs = slice(None) if model.embed_in is not None else slice(c, c + 1)
                 p0 = L[0].k // 2
-                h_in[0][:, j + p0, c] = value
-                v_in[0][:, c, i + p0, j + p0] = value
+                h_in[0][:, j + p0, cs] = feature
+                v_in[0][:, cs, i + p0, j + p0] = feature
         for li, layer in enumerate(L):  # row i is finished: one row of every vertical stack
             p = layer.k // 2
             pre = layer.vertical(v_in[li][:, :, i:i + p + 1], conds[li][0])  # (n, 2h, 1, W)
