@@ -33,8 +33,12 @@ MODELS = OrderedDict([  # label -> (zoo name, resolution, batch)
     ("WGAN-GP DCGAN-64 critic", ("wgan-gp", 64, 64)),
     ("SNGAN-ResNet-128", ("sngan-resnet", 128, 64)),
     ("cond-ResNet-128", ("cond-resnet", 128, 64)),
+    ("VAE-32", ("vae", 32, 128)),
+    ("VQ-VAE-32", ("vqvae", 32, 128)),
+    ("PixelCNN-32", ("pixelcnn", 32, 32)),
 ])
-TARGETED = ("DCGAN-64", "SNGAN-ResNet-128")
+LIKELIHOOD_WIDTH = {"vae": 32, "vqvae": 64, "pixelcnn": 60}  # the trainer's defaults
+TARGETED = {"DCGAN-64": (1.3, 1.1), "SNGAN-ResNet-128": (1.3, 1.1), "VAE-32": (1.2, None), "VQ-VAE-32": (1.2, None)}
 TOLERANCE = {"loss": 1e-4, "grad": 2e-3}  # TF32 convolutions on a GPU
 SCALE = 1
 
@@ -53,31 +57,58 @@ def configure(args) -> None:
         SCALE = scale
 
 
+def _likelihood(model: str) -> bool:
+    return MODELS[model][0] in LIKELIHOOD_WIDTH
+
+
 def _trainer(model: str, device: str, fused: bool, backend: str | None = None):
     from ...train import TrainConfig, Trainer
+    from ...train_likelihood import LikelihoodTrainer
 
     name, res, batch = MODELS[model]
     from ... import models
 
-    width = max(8, models.GANS[name].width // SCALE)
+    if _likelihood(model):  # (the eager build's quantiser on the torch backend: eager PyTorch throughout)
+        width, backend = max(6, LIKELIHOOD_WIDTH[name] // SCALE), backend if fused else "torch"
+    else:
+        width = max(8, models.GANS[name].width // SCALE)
     cfg = TrainConfig(model=name, resolution=res, batch_size=max(2, batch // SCALE), width=width, fused=fused,
                       backend=backend, seed=SEED, device=device, out=tempfile.gettempdir(), progress=False,
                       evaluate=False, data_size=4096)
-    return Trainer(cfg)
+    return (LikelihoodTrainer if _likelihood(model) else Trainer)(cfg)
+
+
+def _copy_weights(dst, src) -> None:
+    """src's weights and random state into dst (a VAE's loss draws its noise from the trainer's generator)."""
+    for name in ("net",) if hasattr(src, "net") else ("G", "D"):
+        getattr(dst, name).load_state_dict(getattr(src, name).state_dict())
+    dst.rng.set_state(src.rng.get_state())
+
+
+def _compile(trainer) -> None:
+    """torch.compile on the eager build's networks: G and D, or the likelihood model's encoder and decoder (its
+    forward for the PixelCNN), which the step calls through its loss methods."""
+    if not hasattr(trainer, "net"):
+        trainer.G, trainer.D = torch.compile(trainer.G), torch.compile(trainer.D)
+        return
+    net = trainer.net
+    parts = [p for p in ("encoder", "decoder") if hasattr(net, p)]
+    for p in parts:
+        setattr(net, p, torch.compile(getattr(net, p)))
+    if not parts:
+        net.forward = torch.compile(net.forward)
 
 
 class _Bundle:
     def __init__(self, model: str, device: str):
         self.eager = _trainer(model, device, False)
         self.fused = OrderedDict()
+        real, y = self.eager._real()
         t = _trainer(model, device, True)
-        t.G.load_state_dict(self.eager.G.state_dict())
-        t.D.load_state_dict(self.eager.D.state_dict())
+        _copy_weights(t, self.eager)
         self.fused["auto"] = t
         self.compiled = None
-        real, y = self.eager._real()
-        z, yz = self.eager._z()
-        self.batch = (real, y, z, yz)
+        self.batch = (real, y, *self.eager._z()) if not _likelihood(model) else (real,)
 
 
 def _first_step(trainer, batch):
@@ -86,6 +117,15 @@ def _first_step(trainer, batch):
     from ... import models
     from ...penalties import gradient_penalty
 
+    if hasattr(trainer, "net"):  # a likelihood model: its loss
+        params = [p for p in trainer.net.parameters() if p.requires_grad]  # (an EMA codebook has none)
+        x = batch[0]
+        # (a VQ-VAE's first forward starts its codebook from vectors torch's generator picks: the same for all)
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            torch.manual_seed(SEED)
+            loss = trainer._losses(x)["loss"]
+        grads = torch.autograd.grad(loss, params, allow_unused=True, materialize_grads=True)
+        return loss.detach()[None], list(grads)
     real, y, z, yz = batch
     spec = trainer.spec
     c, cz = trainer._cond(y), trainer._cond(yz)
@@ -121,9 +161,8 @@ def _setup(model, device, sample, with_compile):
         try:
             if b.compiled is None:
                 b.compiled = _trainer(model, device, False)
-                b.compiled.G.load_state_dict(b.eager.G.state_dict())
-                b.compiled.D.load_state_dict(b.eager.D.state_dict())
-                b.compiled.G, b.compiled.D = torch.compile(b.compiled.G), torch.compile(b.compiled.D)
+                _copy_weights(b.compiled, b.eager)
+                _compile(b.compiled)
             impls["compile"] = b.compiled.samples if sample else b.compiled.step
         except Exception as e:  # noqa: BLE001 - recorded as this implementation's error
             impls["compile"] = e
@@ -151,24 +190,27 @@ def describe() -> dict:
                        for k, v in MODELS.items()}, "scale": SCALE, "lines": [
         "train step: Trainer.step() (critic steps, penalty, G step, both Adam steps); eager = the same model in "
         "PyTorch layers; compile = torch.compile of the eager G and D",
-        "targets: DCGAN-64 and SNGAN-ResNet-128 steps x eager >= 1.3 and x compile >= 1.1"]}
+        "likelihood models: LikelihoodTrainer.step() (the loss, its backward, Adam); eager = PyTorch layers and the "
+        "torch quantiser; compile = torch.compile of the eager encoder and decoder (the PixelCNN's forward)",
+        "targets: DCGAN-64 and SNGAN-ResNet-128 steps x eager >= 1.3 and x compile >= 1.1; VAE-32 and VQ-VAE-32 "
+        "x eager >= 1.2"]}
 
 
 def cases(device: str = "cuda", dtypes=DTYPES, backends=("auto",)) -> list[Case]:
-    targets = [Target("x eager >= 1.3", record_value("speedup_vs_eager"), 1.3),
-               Target("x compile >= 1.1", record_value("speedup_vs_compile"), 1.1)]
     out = []
     for model, (name, res, batch) in MODELS.items():
         n = max(2, batch // SCALE)
-        for sample in (False, True):
+        for sample in (False,) if _likelihood(model) else (False, True):
+            eager_x, compile_x = TARGETED.get(model, (None, None)) if not sample else (None, None)
+            targets = ([Target(f"x eager >= {eager_x:g}", record_value("speedup_vs_eager"), eager_x)] if eager_x
+                       else []) + ([Target(f"x compile >= {compile_x:g}", record_value("speedup_vs_compile"),
+                                           compile_x)] if compile_x else [])
             what = "sampling (G in eval, 64 latents)" if sample else f"train step, batch {n}"
             out.append(Case(SUITE, f"{model} {what}", "float32", "fwd" if sample else "fwd+bwd", 0,
                             "a whole step: no byte floor", device=device,
                             params={"model": name, "resolution": res, "batch": n,
-                                    "targets": [t.label for t in targets] if model in TARGETED and not sample
-                                    else []},
+                                    "targets": [t.label for t in targets]},
                             setup=functools.partial(_setup, model, device, sample),
                             check=functools.partial(_check, model, device, sample),
-                            finish=functools.partial(record_targets, targets if model in TARGETED and not sample
-                                                     else [])))
+                            finish=functools.partial(record_targets, targets)))
     return out
