@@ -217,3 +217,49 @@ def test_gpu_search_at_vq_vae_sizes_is_nearest_and_deterministic(k, d):
         best = full.min(1).values
         assert (full.gather(1, ic[:, None])[:, 0] - best <= 1e-4 * (1 + best)).all()
         torch.testing.assert_close(dc.double(), best, rtol=1e-4, atol=1e-3)
+
+
+# ---------------------------------------------------------------- the EMA statistics
+
+
+def _ema_case(n, k, d, dtype, seed, collapse=False):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, d, generator=g).to(dtype)
+    index = torch.zeros(n, dtype=torch.long) if collapse else torch.randint(0, k, (n,), generator=g)
+    index[: min(n, 3)] = k - 1  # (the last code used, some in the middle unused for small n)
+    return z, index, torch.bincount(index, minlength=k), torch.rand(k, generator=g), torch.randn(k, d, generator=g)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("n,k,d,dtype,collapse", [(1, 1, 1, torch.float32, False), (37, 70, 3, torch.float32, False),
+                                                  (130, 5, 65, torch.bfloat16, False), (200, 9, 130, torch.float32,
+                                                                                        True)])
+def test_ema_statistics_match_the_float64_segment_sums(backend, n, k, d, dtype, collapse):
+    z, index, counts, count0, sum0 = _ema_case(n, k, d, dtype, n + k + d, collapse)
+    ema_count, ema_sum = count0.clone().to(DEVICE), sum0.clone().to(DEVICE)
+    fastgan.codebook_ema_update_(ema_count, ema_sum, z.to(DEVICE), index.to(DEVICE),
+                                                     counts.to(DEVICE), 0.9, backend=backend)
+    sums = torch.zeros(k, d, dtype=torch.float64).index_add_(0, index, z.double())  # independent: index_add
+    torch.testing.assert_close(ema_count.cpu().double(), 0.9 * count0.double() + 0.1 * counts.double())
+    torch.testing.assert_close(ema_sum.cpu().double(), 0.9 * sum0.double() + 0.1 * sums, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ema_statistics_are_deterministic_and_registered(backend):
+    z, index, counts, count0, sum0 = (t.to(DEVICE) for t in _ema_case(300, 17, 40, torch.float32, 5))
+    runs = []
+    for _ in range(2):
+        c, s = count0.clone(), sum0.clone()
+        fastgan.codebook_ema_update_(c, s, z, index, counts, 0.99, backend=backend)
+        runs.append((c, s))
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+    torch.library.opcheck(torch.ops.fastgan.codebook_ema_update_.default,
+                          (count0.clone(), sum0.clone(), z, index, counts, 0.99, backend))
+
+
+def test_ema_update_refuses_mismatched_statistics():
+    z, index, counts, count0, sum0 = _ema_case(10, 4, 3, torch.float32, 0)
+    with pytest.raises(ValueError, match="int64"):
+        fastgan.codebook_ema_update_(count0, sum0, z, index.int(), counts, 0.9)
+    with pytest.raises(ValueError, match=r"ema_sum \(K, D\)"):
+        fastgan.codebook_ema_update_(count0, sum0[:, :2], z, index, counts, 0.9)

@@ -4,6 +4,9 @@ matrix is never written. Products are full float32 ("ieee", not TF32: a 10-bit m
 among near ties). Ties go to the lowest index, as torch.argmin (tl.argmin breaks ties to the left inside a tile,
 and a later tile replaces the best only when strictly smaller). Floor: reading z and the codebook once per
 row block (2 N K D flops of products; compute-bound for K >= 256).
+
+The EMA statistics kernel (``ema_update_``): per code, the sum of its rows of z in the order of a stable sort by
+code, and both moving averages updated in place: z read once (gathered), the statistics read and written once.
 """
 from __future__ import annotations
 
@@ -53,6 +56,46 @@ def _search_kernel(z_ptr, e_ptr, index_ptr, dist_ptr, N, K, D, stride_z, stride_
     tl.store(dist_ptr + rn, z_sq + best, mask=n_mask)
 
 
+@triton.jit
+def _ema_kernel(z_ptr, order_ptr, start_ptr, counts_ptr, ema_count_ptr, ema_sum_ptr, D, stride_z, decay,
+                BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+    # program (k, d-block): the rows of code k (a segment of the rows sorted by code), BLOCK_R at a time in their
+    # sorted order, then one tree sum: a fixed order, deterministic
+    k = tl.program_id(0)
+    rd = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    d_mask = rd < D
+    start = tl.load(start_ptr + k)
+    count = tl.load(counts_ptr + k)
+    acc = tl.zeros([BLOCK_R, BLOCK_D], tl.float32)
+    for r0 in range(0, count, BLOCK_R):
+        rr = r0 + tl.arange(0, BLOCK_R)
+        r_mask = rr < count
+        rows = tl.load(order_ptr + start + rr, mask=r_mask, other=0)
+        acc += tl.load(z_ptr + rows[:, None] * stride_z + rd[None, :], mask=r_mask[:, None] & d_mask[None, :],
+                       other=0.0).to(tl.float32)
+    total = tl.sum(acc, axis=0)
+    at = ema_sum_ptr + k.to(tl.int64) * D + rd
+    tl.store(at, tl.load(at, mask=d_mask) * decay + total * (1.0 - decay), mask=d_mask)
+    if tl.program_id(1) == 0:
+        c = tl.load(ema_count_ptr + k)
+        tl.store(ema_count_ptr + k, c * decay + count.to(tl.float32) * (1.0 - decay))
+
+
+EMA_BLOCK_R, EMA_BLOCK_D, EMA_WARPS = 32, 64, 4
+
+
+def ema_update_(ema_count: torch.Tensor, ema_sum: torch.Tensor, z: torch.Tensor, index: torch.Tensor,
+                counts: torch.Tensor, decay: float) -> None:
+    """ema_count (K,) and ema_sum (K, D), float32 contiguous, <- their EMA with the per-code counts and row sums of
+    z (N, D) (row-contiguous) for index (N,) int64, counts = bincount(index, minlength=K)."""
+    k, d = ema_sum.shape
+    order = torch.argsort(index, stable=True)
+    start = torch.cumsum(counts, 0) - counts
+    _ema_kernel[(k, triton.cdiv(d, EMA_BLOCK_D))](z, order, start, counts, ema_count, ema_sum, d, z.stride(0),
+                                                   decay, BLOCK_R=EMA_BLOCK_R, BLOCK_D=EMA_BLOCK_D,
+                                                   num_warps=EMA_WARPS)
+
+
 def block_dim(d: int) -> int:
     return max(16, triton.next_power_of_2(d))
 
@@ -75,4 +118,8 @@ def launch_configs():
     return [(_search_kernel, {"z_ptr": ptr[dt], "e_ptr": ptr[dt], **sig},
              {"BLOCK_N": bn, "BLOCK_K": bk, "BLOCK_D": bd, "PRECISION": PRECISION},
              {"num_warps": nw, "num_stages": ns})
-            for bd, (bn, bk, nw, ns) in CONFIGS.items() for dt in _TL]
+            for bd, (bn, bk, nw, ns) in CONFIGS.items() for dt in _TL] + [
+        (_ema_kernel, {"z_ptr": ptr[dt], "order_ptr": "*i64", "start_ptr": "*i64", "counts_ptr": "*i64",
+                       "ema_count_ptr": "*fp32", "ema_sum_ptr": "*fp32", "D": "i32", "stride_z": "i32",
+                       "decay": "fp32"},
+         {"BLOCK_R": EMA_BLOCK_R, "BLOCK_D": EMA_BLOCK_D}, {"num_warps": EMA_WARPS}) for dt in _TL]

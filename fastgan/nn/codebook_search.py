@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.codebook_search import codebook_search
+from ..ops.codebook_search import codebook_ema_update_, codebook_search
 
 
 class Quantized(NamedTuple):
@@ -94,11 +94,7 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _ema_update(self, flat: torch.Tensor, index: torch.Tensor, counts: torch.Tensor) -> None:
-        order = torch.argsort(index, stable=True)
-        sums = torch.segment_reduce(flat[order].to(self.ema_sum.dtype), "sum", lengths=counts, axis=0)
-        d = self.decay
-        self.ema_count.mul_(d).add_(counts.to(self.ema_count.dtype), alpha=1 - d)
-        self.ema_sum.mul_(d).add_(sums, alpha=1 - d)
+        codebook_ema_update_(self.ema_count, self.ema_sum, flat, index, counts, self.decay, backend=self.backend)
         n = self.ema_count.sum()
         smoothed = (self.ema_count + self.eps) / (n + self.num_codes * self.eps) * n
         self.weight.data.copy_(self.ema_sum / smoothed[:, None])

@@ -8,7 +8,9 @@ codes (the straight-through estimator and the commitment loss are written with t
 
 The op's files: ``codebook_search_reference.py`` (eager reference), this file (host code),
 ``fastgan/kernels/codebook_search.py`` (Triton kernel and launcher). No CUDA C++ kernel: the backends are torch and
-triton. Registered op: ``fastgan::codebook_search`` -> (index int64 (N,), distance float32 (N,)).
+triton. Registered ops: ``fastgan::codebook_search`` -> (index int64 (N,), distance float32 (N,)), and
+``fastgan::codebook_ema_update_`` (mutates the EMA statistics: VQ-VAE's codebook update, Sonnet's
+VectorQuantizerEMA).
 """
 from __future__ import annotations
 
@@ -102,3 +104,54 @@ def codebook_search(z: torch.Tensor, codebook: torch.Tensor, backend: str | None
     if _op.traced(z):
         return torch.ops.fastgan.codebook_search(z, codebook, name)
     return _search_impl(z, codebook, name)
+
+
+# ---------------------------------------------------------------- the EMA statistics
+
+
+def _ema_impl(ema_count, ema_sum, z, index, counts, decay, backend) -> None:
+    if backend == "torch" or z.shape[0] == 0:
+        ref.ema_update_(ema_count, ema_sum, z, index, counts, decay)
+        return
+    _LAUNCH[backend].ema_update_(ema_count, ema_sum, z.contiguous(), index, counts, decay)
+
+
+@torch.library.custom_op("fastgan::codebook_ema_update_", mutates_args=("ema_count", "ema_sum"))
+def _registered_ema(ema_count: torch.Tensor, ema_sum: torch.Tensor, z: torch.Tensor, index: torch.Tensor,
+                    counts: torch.Tensor, decay: float, backend: str) -> None:
+    _ema_impl(ema_count, ema_sum, z, index, counts, decay, backend)
+
+
+@_registered_ema.register_fake
+def _(ema_count, ema_sum, z, index, counts, decay, backend):
+    return None
+
+
+def codebook_ema_update_(ema_count: torch.Tensor, ema_sum: torch.Tensor, z: torch.Tensor, index: torch.Tensor,
+                         counts: torch.Tensor, decay: float, backend: str | None = None) -> None:
+    """In place, the EMA codebook statistics of a batch: ema_count (K,) <- decay ema_count + (1 - decay) n_k,
+    ema_sum (K, D) <- decay ema_sum + (1 - decay) (sum of the rows of z assigned to code k), for z (N, D) (any
+    float dtype), index (N,) int64 codes and counts = bincount(index, minlength=K) (int64). The statistics are
+    float32 (float64 on the torch backend), contiguous. Deterministic: each code's rows summed in a fixed order."""
+    where = "codebook_ema_update_"
+    k = ema_count.shape[0] if ema_count.dim() == 1 else -1
+    if ema_sum.dim() != 2 or ema_sum.shape[0] != k or z.dim() != 2 or z.shape[1] != ema_sum.shape[1]:
+        raise ValueError(f"{where}: expected ema_count (K,), ema_sum (K, D) and z (N, D), got {tuple(ema_count.shape)}"
+                         f", {tuple(ema_sum.shape)} and {tuple(z.shape)}")
+    if index.shape != (z.shape[0],) or counts.shape != (k,) or index.dtype != torch.long or counts.dtype != torch.long:
+        raise ValueError(f"{where}: index must be (N,) int64 and counts (K,) int64 (torch.bincount(index, "
+                         f"minlength=K)), got {tuple(index.shape)} {index.dtype} and {tuple(counts.shape)} "
+                         f"{counts.dtype}")
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"{where}: decay must be in [0, 1), got {decay}")
+    stats = ema_sum.dtype
+    name = _op.resolve(OP, z.device, z.dtype, backend, where)
+    if name != "torch" and (stats != torch.float32 or ema_count.dtype != torch.float32
+                            or not ema_sum.is_contiguous() or not ema_count.is_contiguous()):
+        if _backend.requested(backend) != "auto":
+            raise _backend.BackendUnavailable(f"{where}: the {name} backend updates contiguous float32 statistics")
+        name = "torch"
+    if _op.traced(z):
+        torch.ops.fastgan.codebook_ema_update_(ema_count, ema_sum, z.detach(), index, counts, float(decay), name)
+    else:
+        _ema_impl(ema_count, ema_sum, z.detach(), index, counts, float(decay), name)

@@ -6,6 +6,12 @@ Before timing, each implementation's indices are checked: the chosen codes' floa
 float64 minimum within float32 round-off (near-ties may pick either code). The case is compute-bound: 2 N K D
 flops of products (the floor_flops); the byte floor reads z and the codebook once and writes the indices.
 Target: fastgan >= 3x eager at K = 1024 - 8192.
+
+EMA statistics cases (the VQ-VAE's codebook update of one batch, at the same sizes): ``fastgan.codebook_ema_update_``
+(a stable sort by code, then one kernel summing each code's rows and updating both moving averages in place)
+against the usual eager update (Sonnet's VectorQuantizerEMA, most VQ-VAE code): one-hot encodings (N, K), counts
+``onehot.sum(0)``, sums ``onehot.T @ z``, two lerps; and ``torch.compile`` of it. Checked against float64 sums
+by index_add (norm-relative error <= 1e-5). No target is set by the issue beyond the search's.
 """
 from __future__ import annotations
 
@@ -75,6 +81,70 @@ def _check(k, d, device, impls):
     return report
 
 
+def _ema_tensors(k, d, device):
+    z, _ = _tensors(k, d, device)
+    g = torch.Generator(device=device).manual_seed(SEED + 1)
+    index = torch.randint(0, k, (N,), device=device, generator=g)
+    return z, index, torch.bincount(index, minlength=k), torch.ones(k, device=device), torch.zeros(k, d,
+                                                                                                  device=device)
+
+
+def _eager_ema(z, index, count, total, decay=0.99):
+    onehot = torch.nn.functional.one_hot(index, count.shape[0]).to(z.dtype)
+    count.mul_(decay).add_(onehot.sum(0), alpha=1 - decay)
+    total.mul_(decay).add_(onehot.T @ z, alpha=1 - decay)
+    return count, total
+
+
+def _ema_setup(k, d, device, backends, with_compile):
+    import fastgan
+
+    z, index, counts, c0, s0 = current((SUITE, "ema", k, d, device), lambda: _ema_tensors(k, d, device))
+    state = {}
+
+    def fresh(name):
+        state[name] = (c0.clone(), s0.clone())
+        return state[name]
+
+    impls = OrderedDict()
+    for name, why in fastgan_backends("codebook_search", device, "float32", backends):
+        if why:
+            impls[f"fastgan[{name}]"] = Unavailable(why)
+            continue
+        c, s = fresh(f"fastgan[{name}]")
+        impls[f"fastgan[{name}]"] = functools.partial(
+            lambda c, s, b: (fastgan.codebook_ema_update_(c, s, z, index, counts, 0.99, backend=b), (c, s))[1],
+            c, s, name)
+    c, s = fresh("eager")
+    impls["eager"] = functools.partial(_eager_ema, z, index, c, s)
+    if with_compile:
+        c, s = fresh("compile")
+        impls["compile"] = functools.partial(torch.compile(_eager_ema), z, index, c, s)
+    return impls
+
+
+def _ema_check(k, d, device, impls):
+    z, index, counts, c0, s0 = current((SUITE, "ema", k, d, device), lambda: _ema_tensors(k, d, device))
+    want = (0.99 * c0.double() + 0.01 * counts.double(),
+            0.99 * s0.double() + 0.01 * torch.zeros(k, d, dtype=torch.float64, device=device).index_add_(
+                0, index, z.double()))
+    failed, errors = OrderedDict(), OrderedDict()
+    for name, fn in impls.items():
+        if isinstance(fn, BaseException):
+            continue
+        c, s = fn()  # (one update from the initial statistics: each implementation has its own copy)
+        err = max(float((c.double() - want[0]).norm() / want[0].norm()),
+                  float((s.double() - want[1]).norm() / want[1].norm()))
+        errors[name] = {"statistics": err}
+        if not err <= 1e-5:
+            failed[name] = f"{name} statistics off by {err:.2g} (norm-relative)"
+    report = {"reference": "float64 index_add", "errors": errors}
+    if failed:
+        report["failed"] = dict(failed)
+        report["flag"] = "; ".join(failed.values())
+    return report
+
+
 def describe() -> dict:
     return {"vectors": N, "shapes": [list(s) for s in SHAPES], "lines": [
         "eager = torch.cdist(z, e).argmin(1); fastgan = fastgan.codebook_search (index only timed with it)",
@@ -95,4 +165,11 @@ def cases(device: str = "cuda", dtypes=DTYPES, backends=("triton",)) -> list[Cas
                         setup=functools.partial(_setup, k, d, device, tuple(backends)),
                         check=functools.partial(_check, k, d, device),
                         finish=functools.partial(record_targets, targets)))
+    for k, d in SHAPES:
+        floor = N * d * 4 + N * 8 + 2 * (k * d + k) * 4 * 2
+        out.append(Case(SUITE, f"codebook EMA statistics N={N} K={k} D={d}", "float32", "fwd", floor,
+                        "read z and the indices once, read and write the statistics once", device=device,
+                        params={"vectors": N, "codes": k, "dim": d, "targets": []},
+                        setup=functools.partial(_ema_setup, k, d, device, tuple(backends)),
+                        check=functools.partial(_ema_check, k, d, device)))
     return out
