@@ -25,7 +25,8 @@ from .penalties import LazyRegularizer, dragan_penalty, gradient_penalty, r1_pen
 
 __version__ = "0.1.0"
 
-__all__ = ["BackendUnavailable", "codebook_ema_update_", "codebook_search", "conditional_batch_norm", "conv_transpose2d", "convert",
+__all__ = ["BackendUnavailable", "codebook_ema_update_", "codebook_search", "conditional_batch_norm",
+           "conv_transpose2d", "convert",
            "current_backend", "masked_conv2d",
            "dragan_penalty", "from_biggan_ccbn", "from_biggan_spectral_norm", "from_legacy_spectral_norm",
            "from_studiogan_cbn", "data", "gradient_penalty", "interpolate_samples", "LazyRegularizer", "metrics",
