@@ -21,6 +21,7 @@ from .common import Target, current, record_targets, record_value
 SUITE = "pixelcnn_sampling"
 SIZE, BATCH, HIDDEN, LAYERS, NAIVE_ROWS = 32, 16, 60, 8, 1
 SPEEDUP_TARGET = 20.0
+CPU_TIMING_ON_REQUEST = True  # (a minute or more on the CPU: without a GPU, only with --suite pixelcnn_sampling)
 SEED = 0
 
 
