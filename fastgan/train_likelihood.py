@@ -44,7 +44,7 @@ class LikelihoodTrainer(Trainer):
 
     def __init__(self, config: TrainConfig, resume: bool = False):
         config.validate()
-        self.plot_keys = SERIES[config.model]
+        self.plot_keys = ("bits_per_code",) if config.prior_of else SERIES[config.model]
         if _world()[0] > 1:
             raise ValueError(f"{config.model} trains in one process (torchrun runs the GANs); run it without torchrun")
         self.config = config
@@ -86,8 +86,8 @@ class LikelihoodTrainer(Trainer):
             return self.net.losses(x, generator=self.rng)
         if self.config.model == "vqvae":
             return self.net.losses(x)
-        bpd = self.net.bits_per_dim(self._levels(x))
-        return {"loss": bpd, "bits_per_dim": bpd}
+        bpd = self.net.bits_per_dim(self._levels(x))  # (of a prior: bits per code)
+        return {"loss": bpd, "bits_per_code" if self.config.prior_of else "bits_per_dim": bpd}
 
     def _levels(self, x: torch.Tensor) -> torch.Tensor:
         """What the PixelCNN models: the image's levels, or the VQ-VAE's code grid (B, 1, R/4, R/4)."""

@@ -77,7 +77,7 @@ def test_a_pixelcnn_prior_over_a_vqvaes_codes(tmp_path):
     prior = LikelihoodTrainer(_config(tmp_path / "p", "pixelcnn", steps=30, width=8, lr=3e-3, prior_of=ckpt,
                                       evaluate=True, sample_every=30))
     summary = prior.fit()
-    bits = [r["bits_per_dim"] for r in prior.history]
+    bits = [r["bits_per_code"] for r in prior.history]
     assert bits[0] < np.log2(512) + 1 and np.mean(bits[-5:]) < bits[0] - 0.5
     assert summary["metric"]["name"].startswith("bits per code of the VQ-VAE's 4 codes")
     assert all(torch.equal(before[k], v) for k, v in prior.vq.state_dict().items())  # frozen
