@@ -267,3 +267,20 @@ def test_gpu_fused_pixelcnn_trains_like_the_eager_one_and_compiles():
         assert rel_err(gb, ga) < 1e-4
         compiled = torch.compile(fused, fullgraph=True)
         torch.testing.assert_close(compiled(x), fused(x), rtol=1e-4, atol=1e-4)
+
+
+def test_only_the_returned_pre_activation_used():
+    """The vertical stack of the last layer: its gated output feeds nothing, its pre-activation does."""
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(2, 3, 4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 3, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    _, pre = fastgan.masked_conv2d(x, w, mask=None, anchor=(1, 1), gate=True, return_pre=True, backend="torch")
+    got = torch.autograd.grad(pre.square().sum(), (x, w))
+    want = torch.autograd.grad(F.conv2d(F.pad(x, (1, 1, 1, 0)), w).square().sum(), (x, w))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+    f = torch.compile(lambda x, w: fastgan.masked_conv2d(x, w, mask=None, anchor=(1, 1), gate=True,
+                                                         return_pre=True, backend="torch")[1].square().sum(),
+                      fullgraph=True, backend="aot_eager")
+    for a, b in zip(torch.autograd.grad(f(x, w), (x, w)), want):
+        torch.testing.assert_close(a, b)

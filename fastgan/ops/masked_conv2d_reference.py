@@ -43,8 +43,7 @@ def groups_of(n: int, g: int) -> torch.Tensor:
     return torch.arange(n) * g // n
 
 
-@functools.lru_cache(maxsize=256)
-def _mask(shape: tuple[int, ...], geom: Geometry, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def _build_mask(shape: tuple[int, ...], geom: Geometry, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     c_out, c_in, kh, kw = shape
     m = torch.ones(shape, dtype=dtype)
     if geom.mask:
@@ -58,9 +57,16 @@ def _mask(shape: tuple[int, ...], geom: Geometry, dtype: torch.dtype, device: to
     return m.to(device)
 
 
+_cached_mask = functools.lru_cache(maxsize=256)(_build_mask)
+
+
 def mask(weight: torch.Tensor, geom: Geometry) -> torch.Tensor:
-    """The 0/1 mask of ``weight``'s shape, dtype and device (cached)."""
-    return _mask(tuple(weight.shape), geom, weight.dtype, weight.device)
+    """The 0/1 mask of ``weight``'s shape, dtype and device (cached; built afresh while traced: a backward that
+    torch.compile traces may not hold a real tensor)."""
+    args = (tuple(weight.shape), geom, weight.dtype, weight.device)
+    if torch.compiler.is_compiling() or type(weight) not in (torch.Tensor, torch.nn.Parameter):
+        return _build_mask(*args)
+    return _cached_mask(*args)
 
 
 def gate(pre: torch.Tensor) -> torch.Tensor:
@@ -98,9 +104,12 @@ def composite_backward(gy, gpre, x, weight, pre, has_bias: bool, add_shape, geom
     """(dx, dweight, dbias, dadd) from differentiable torch ops: gy through the gate's derivative (taken from pre),
     plus gpre (the gradient of a returned pre-activation, or None), then ``aten.convolution_backward``. Entries not
     in ``need`` (or without their input) are None."""
-    g = gate_backward(gy, pre) if geom.gate else gy
-    if gpre is not None:
-        g = g + gpre
+    if gy is None:  # (only the returned pre-activation is used)
+        g = gpre
+    else:
+        g = gate_backward(gy, pre) if geom.gate else gy
+        if gpre is not None:
+            g = g + gpre
     g = g.to(x.dtype)
     m = mask(weight, geom)
     which = [bool(need[0]), bool(need[1]), bool(need[2] and has_bias)]
