@@ -14,24 +14,14 @@ pre-activation, twice y's channels, when it is kept), the packed weight once.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 import triton
 import triton.language as tl
 
 from . import _interpreter_compat
-from .conv_transpose2d import _tanh, precision
+from .conv_transpose2d import Config, _tanh, precision  # (the same tile description and epilogue helpers)
 
 _interpreter_compat.install()
-
-
-class Config(NamedTuple):
-    block_m: int
-    block_n: int
-    block_k: int
-    num_warps: int
-    num_stages: int
 
 
 # One configuration per operand type (half / TF32 on tensor cores, exact float32 on FMA); with the gate a tile has
