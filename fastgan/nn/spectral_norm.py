@@ -1,5 +1,7 @@
 """Spectral-norm modules: a drop-in for ``torch.nn.utils.parametrizations.spectral_norm`` built on the fused
-op, the SN layers, and :class:`SpectralNormGroup`, which updates every SN layer of a model in one batched call.
+op, the SN layers, the fused twins of the legacy ``torch.nn.utils.spectral_norm`` hook and of BigGAN-PyTorch's SN
+layers (what ``fastgan.convert`` puts in their place, each keeping its source's keys and iteration order), and
+:class:`SpectralNormGroup`, which updates every such layer of a model in one batched call.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
+from torch.nn.utils.spectral_norm import SpectralNorm as _TorchLegacyHook
 
 from ..checkpoints import spectral_norm_keys_in_place
 from ..ops import spectral_norm as sn_op
@@ -28,6 +31,8 @@ class SpectralNorm(nn.Module):
     iterations), same update (one or more iterations per training forward, u first, none in eval). u and v
     stay in float32 when the module is cast to float16/bfloat16.
     """
+
+    u_first = True  # iteration order (the group reads it)
 
     def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, dim: int = 0, eps: float = 1e-12,
                  _uv: tuple[torch.Tensor, torch.Tensor] | None = None):
@@ -81,6 +86,14 @@ class SpectralNorm(nn.Module):
                                            n_power_iterations=self.n_power_iterations if self.training else 0,
                                            eps=self.eps)
         return outs[0]
+
+    def group_inputs(self, mod: nn.Module, tname: str):
+        """(weight, u, v, dim, iterations, eps) of this layer for the current mode (read by SpectralNormGroup)."""
+        return (mod.parametrizations[tname].original, self._u, self._v, self.dim,
+                self.n_power_iterations if self.training else 0, self.eps)
+
+    def group_done(self, mod: nn.Module, sigma: torch.Tensor) -> None:
+        pass
 
     def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
         # as PyTorch: assigning to the parametrized weight sets the original weight
@@ -184,14 +197,129 @@ SNLinear = _sn_layer(nn.Linear)
 SNEmbedding = _sn_layer(nn.Embedding)
 
 
-def spectral_norm_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module, str, SpectralNorm]]:
-    """(module path, module, tensor name, parametrization) of every fastgan spectral norm in ``model``."""
+class LegacySpectralNorm(_TorchLegacyHook):
+    """The legacy ``torch.nn.utils.spectral_norm`` hook computed by the fused op: same keys (``<name>_orig``,
+    ``<name>_u``, ``<name>_v``), same order (v = normalize(W^T u), then u = normalize(W v)), same eval (the stored
+    u and v, no iteration). ``fastgan.convert`` turns a torch hook into one in place and ``fastgan.revert`` back.
+    Vectors other than float32/float64 and 1-D weights go through torch's own computation."""
+
+    u_first = False
+    _group_ref = None
+
+    def _vectors(self, mod):
+        return getattr(mod, self.name + "_u"), getattr(mod, self.name + "_v")
+
+    def fusable(self, mod) -> bool:
+        w = getattr(mod, self.name + "_orig")
+        u, v = self._vectors(mod)
+        return w.dim() >= 2 and u.dtype == v.dtype and u.dtype in (torch.float32, torch.float64)
+
+    def group_inputs(self, mod: nn.Module, tname: str):
+        u, v = self._vectors(mod)
+        return (getattr(mod, self.name + "_orig"), u, v, self.dim, self.n_power_iterations if mod.training else 0,
+                self.eps)
+
+    def group_done(self, mod: nn.Module, sigma: torch.Tensor) -> None:
+        pass
+
+    def compute_weight(self, module: nn.Module, do_power_iteration: bool) -> torch.Tensor:
+        if not self.fusable(module):
+            return super().compute_weight(module, do_power_iteration)
+        weight = getattr(module, self.name + "_orig")
+        group = self._group_ref() if self._group_ref is not None else None
+        if group is not None and do_power_iteration == module.training:
+            out = group._lookup(self, weight)
+            if out is not None:
+                return out
+        u, v = self._vectors(module)
+        outs, _ = sn_op.spectral_normalize([weight], [u], [v], dims=[self.dim], eps=self.eps, u_first=False,
+                                           n_power_iterations=self.n_power_iterations if do_power_iteration else 0)
+        return outs[0]
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_group_ref", None)
+        return state
+
+
+class BigGANSpectralNorm:
+    """A BigGAN-PyTorch SN layer (``weight``, ``u0`` of shape (1, out), ``sv0`` (1,), ``num_itrs``, ``eps``,
+    ``num_svs == 1``) computed by the fused op, in BigGAN's order: in training ``num_itrs`` times v =
+    normalize(W^T u0), u0 = normalize(W v), then sv0 = u0 . W v; in eval once from u0 without storing. Held by a
+    converted layer as ``_fastgan_sn``; the layer's ``W_()`` calls :meth:`weight`. No state of its own beyond
+    scratch vectors (BigGAN keeps no v)."""
+
+    u_first = False
+    dim = 0
+
+    def __init__(self):
+        self._group_ref = None
+        self._scratch = None  # (u0 it was made for, u0 as a vector, v, u for eval)
+
+    @staticmethod
+    def fusable(mod) -> bool:
+        return (mod.weight.dim() >= 2 and mod.u0.dtype in (torch.float32, torch.float64)
+                and mod.u0.numel() == mod.weight.shape[0])
+
+    def _vectors(self, mod):
+        u0, w = mod.u0, mod.weight
+        s = self._scratch
+        if torch.compiler.is_compiling() or s is None or s[0] is not u0 or s[2].device != w.device:
+            n = w[0].numel()
+            s = (u0, u0.view(-1), u0.new_zeros(n), u0.new_empty(u0.numel()))
+            if not torch.compiler.is_compiling():
+                self._scratch = s
+        return s[1:]
+
+    def group_inputs(self, mod: nn.Module, tname: str):
+        u, v, u_eval = self._vectors(mod)
+        if mod.training:
+            return mod.weight, u, v, 0, int(mod.num_itrs), float(mod.eps)
+        with torch.no_grad():
+            u_eval.copy_(u)  # eval: one iteration from u0, not stored
+        return mod.weight, u_eval, v, 0, 1, float(mod.eps)
+
+    def group_done(self, mod: nn.Module, sigma: torch.Tensor) -> None:
+        if mod.training:
+            with torch.no_grad():
+                mod.sv0.copy_(sigma.reshape(1))
+
+    def weight(self, mod: nn.Module) -> torch.Tensor:
+        """The normalised weight W / sigma, as BigGAN's ``W_()``."""
+        group = self._group_ref() if self._group_ref is not None else None
+        if group is not None:
+            out = group._lookup(self, mod.weight)
+            if out is not None:
+                return out
+        weight, u, v, dim, n, eps = self.group_inputs(mod, "weight")
+        outs, sigma = sn_op.spectral_normalize([weight], [u], [v], dims=[dim], n_power_iterations=n, eps=eps,
+                                               u_first=False)
+        self.group_done(mod, sigma[0])
+        return outs[0]
+
+    @property
+    def n_power_iterations(self):  # (for listings; the layer's num_itrs is what runs)
+        return None
+
+    def __getstate__(self):
+        return {"_group_ref": None, "_scratch": None}
+
+
+def spectral_norm_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module, str, object]]:
+    """(module path, module, tensor name, state) of every fastgan spectral norm in ``model``: the
+    parametrization (state: :class:`SpectralNorm`), converted legacy hooks (:class:`LegacySpectralNorm`) and
+    converted BigGAN-PyTorch layers (:class:`BigGANSpectralNorm`)."""
     for path, mod in model.named_modules():
-        if not parametrize.is_parametrized(mod):
-            continue
-        for tname, plist in mod.parametrizations.items():
-            if len(plist) == 1 and isinstance(plist[0], SpectralNorm) and hasattr(plist[0], "_u"):
-                yield path, mod, tname, plist[0]
+        if parametrize.is_parametrized(mod):
+            for tname, plist in mod.parametrizations.items():
+                if len(plist) == 1 and isinstance(plist[0], SpectralNorm) and hasattr(plist[0], "_u"):
+                    yield path, mod, tname, plist[0]
+        for hook in mod._forward_pre_hooks.values():
+            if isinstance(hook, LegacySpectralNorm):
+                yield path, mod, hook.name, hook
+        sn = mod.__dict__.get("_fastgan_sn")
+        if isinstance(sn, BigGANSpectralNorm):
+            yield path, mod, "weight", sn
 
 
 def _stepped(group_ref, optimizer, args, kwargs) -> None:
@@ -208,7 +336,10 @@ class SpectralNormGroup:
     one batched call (one power-iteration pass and one normalisation launch per device and dtype, instead of
     about 13 launches per layer); the others pick theirs up. Outside ``model``'s forward, layers compute their
     own weight as usual. Semantics per layer are unchanged, with two exceptions: a member runs its iteration even
-    if this forward does not use it, and a member used twice in one forward iterates once.
+    if this forward does not use it, and a member used twice in one forward iterates once. ``exact=True`` (what
+    ``fastgan.convert`` attaches) removes both: the vectors of members this forward did not use are put back at its
+    end (one copy of all u, v per training forward), and a second use computes that layer again on its own.
+    Members iterate in their own order and mode (parametrization, legacy hook, BigGAN).
 
     ``update="forward"`` (default): one power iteration per training forward, as PyTorch.
     ``update="step"``: one power iteration per optimizer step: the first training forward after each
@@ -224,7 +355,8 @@ class SpectralNormGroup:
     forward); u and v are then left as they were. Call :meth:`remove` to detach the group.
     """
 
-    def __init__(self, model: nn.Module, update: str = "forward", check_finite: bool = False, optimizer=None):
+    def __init__(self, model: nn.Module, update: str = "forward", check_finite: bool = False, optimizer=None,
+                 exact: bool = False):
         if update not in ("forward", "step"):
             raise ValueError(f"SpectralNormGroup: update must be 'forward' or 'step', got {update!r}")
         optimizers = [] if optimizer is None else (
@@ -237,14 +369,13 @@ class SpectralNormGroup:
                              "SpectralNormGroup(D, update='step', optimizer=opt_D)")
         self.update = update
         self.check_finite = check_finite
-        self.members = [(f"{path}.{tname}" if path else tname, mod, tname, sn)
-                        for path, mod, tname, sn in spectral_norm_layers(model)]
+        self.exact = bool(exact)
+        self._used: set = set()
+        self._saved: list = []
+        self._bind(model)
         if not self.members:
             raise ValueError("SpectralNormGroup: the model has no fastgan spectral-norm layer (use "
                              "fastgan.nn.spectral_norm, the SN* layers, or fastgan.convert on a model with PyTorch's)")
-        ref = weakref.ref(self)
-        for *_, sn in self.members:
-            sn._group_ref = ref
         self._depth = 0
         self._cache: dict[int, torch.Tensor] | None = None
         self._steps = 0  # optimizer steps seen
@@ -252,7 +383,29 @@ class SpectralNormGroup:
         self._handles = [model.register_forward_pre_hook(self._begin),
                          model.register_forward_hook(self._end, always_call=True)]
         for opt in optimizers:
-            self._handles.append(opt.register_step_post_hook(functools.partial(_stepped, ref)))
+            self._handles.append(opt.register_step_post_hook(functools.partial(_stepped, weakref.ref(self))))
+
+    def _bind(self, model: nn.Module) -> None:
+        self._model_ref = weakref.ref(model)
+        self.members = [(f"{path}.{tname}" if path else tname, mod, tname, sn)
+                        for path, mod, tname, sn in spectral_norm_layers(model)]
+        ref = weakref.ref(self)
+        for *_, sn in self.members:
+            sn._group_ref = ref
+
+    def __deepcopy__(self, memo):
+        """A deep copy of the model (``G_ema = copy.deepcopy(G)``) gets a group of its own over the copy's layers,
+        bound at its first forward; with ``update='step'`` it iterates at every training forward (the copy has no
+        optimizer to tell it about steps)."""
+        new = SpectralNormGroup.__new__(SpectralNormGroup)
+        source = self._model_ref() if self._model_ref is not None else None
+        model = memo.get(id(source)) if source is not None else None
+        new.update, new.check_finite, new.exact = "forward", self.check_finite, self.exact
+        new._used, new._saved = set(), []
+        new._depth, new._cache, new._steps, new._iterated = 0, None, 0, {}
+        new.members, new._model_ref, new._handles = [], (weakref.ref(model) if model is not None else None), []
+        new._unbound = model is not None
+        return new
 
     def step(self) -> None:
         """Record an optimizer step: with ``update='step'``, the next training forward runs the power iteration."""
@@ -262,39 +415,56 @@ class SpectralNormGroup:
         return len(self.members)
 
     def _begin(self, module, args):
+        if getattr(self, "_unbound", False):
+            self._unbound = False
+            self._bind(module)
         self._depth += 1
         if self._depth == 1:
             self._cache = None
+            self._used.clear()
+            self._saved = []
 
     def _end(self, module, args, output):
         self._depth = max(self._depth - 1, 0)
         if self._depth == 0:
             self._cache = None
+            unused = [(now, before) for key, now, before in self._saved if key not in self._used]
+            if unused:  # exact: members this forward did not use did not iterate
+                with torch.no_grad():
+                    torch._foreach_copy_([t for now, _ in unused for t in now],
+                                         [t for _, before in unused for t in before])
+            self._saved = []
 
     def _lookup(self, sn: SpectralNorm, weight: torch.Tensor) -> torch.Tensor | None:
         if self._depth == 0:
             return None
         if self._cache is None:
             self._cache = self._compute()
-        out = self._cache.get(id(sn))
-        if out is None or out.shape != weight.shape:
+        hit = self._cache.get(id(sn))
+        if hit is None or hit[0] is not weight:  # (a DataParallel replica's weight, a weight swapped since)
             return None
-        return out
+        if self.exact:
+            if id(sn) in self._used:
+                return None  # used again in this forward: it iterates again, on its own, as it would alone
+            self._used.add(id(sn))
+        hit[3].group_done(hit[2], hit[4])
+        return hit[1]
 
     def _compute(self) -> dict[int, torch.Tensor]:
         parts: dict = {}
         for name, mod, tname, sn in self.members:
-            weight = mod.parametrizations[tname].original
-            n = sn.n_power_iterations if sn.training else 0
-            key = (weight.device, weight.dtype, n, sn.eps)
-            parts.setdefault(key, []).append((name, weight, sn))
+            if not getattr(sn, "fusable", lambda m: True)(mod):
+                continue
+            weight, u, v, dim, n, eps = sn.group_inputs(mod, tname)
+            key = (weight.device, weight.dtype, n, eps, sn.u_first)
+            parts.setdefault(key, []).append((name, weight, u, v, dim, mod, sn))
         out = {}
         for key, items in parts.items():
-            n, eps = key[2], key[3]
+            n, eps, u_first = key[2], key[3], key[4]
             names = [i[0] for i in items]
-            sns = [i[2] for i in items]
-            group = sn_op.prepare([i[1] for i in items], [s._u for s in sns], [s._v for s in sns],
-                                  [s.dim for s in sns], n, eps, names)
+            sns = [i[6] for i in items]
+            group = sn_op.prepare([i[1] for i in items], [i[2] for i in items], [i[3] for i in items],
+                                  [i[4] for i in items], n, eps, names)
             backend = sn_op.resolve_backend(group)
             if n and self.update == "step":
                 ids = (key, tuple(map(id, sns)))
@@ -302,9 +472,14 @@ class SpectralNormGroup:
                     n = 0  # this step already iterated: only sigma, from the current weights
                 else:
                     self._iterated[ids] = self._steps
-            state = group.power_iteration(n, eps, True, backend, self.check_finite)
-            for sn, w in zip(sns, group.normalize(state, backend)):
-                out[id(sn)] = w
+            if n and self.exact:
+                vectors = [[i[2], i[3]] for i in items]
+                copies = torch._foreach_mul([t for pair in vectors for t in pair], 1.0)
+                self._saved += [(id(i[6]), pair, copies[2 * k:2 * k + 2]) for k, (i, pair) in
+                                enumerate(zip(items, vectors))]
+            state = group.power_iteration(n, eps, u_first, backend, self.check_finite)
+            for item, w, sigma in zip(items, group.normalize(state, backend), state[:len(items)]):
+                out[id(item[6])] = (item[1], w, item[5], item[6], sigma)
         return out
 
     def remove(self) -> None:
