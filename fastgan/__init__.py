@@ -9,7 +9,7 @@ from .checkpoints import (
                           to_biggan_ccbn,
                           to_studiogan_cbn,
 )
-from .convert import convert
+from .convert import ConversionReport, convert, revert
 from .ops import (
                           codebook_ema_update_,
                           codebook_search,
@@ -26,7 +26,7 @@ from .penalties import LazyRegularizer, dragan_penalty, gradient_penalty, r1_pen
 __version__ = "0.1.0"
 
 __all__ = ["BackendUnavailable", "codebook_ema_update_", "codebook_search", "conditional_batch_norm",
-           "conv_transpose2d", "convert",
+           "conv_transpose2d", "ConversionReport", "convert", "revert",
            "current_backend", "masked_conv2d",
            "dragan_penalty", "from_biggan_ccbn", "from_biggan_spectral_norm", "from_legacy_spectral_norm",
            "from_studiogan_cbn", "data", "gradient_penalty", "interpolate_samples", "LazyRegularizer", "metrics",

@@ -1,128 +1,604 @@
-"""Bring live models from other codebases to fastgan's fused layers.
+"""Bring live models from other codebases to fastgan's fused layers, and back.
 
-:func:`convert` swaps PyTorch's spectral norm (``torch.nn.utils.parametrizations.spectral_norm`` and the legacy
-``torch.nn.utils.spectral_norm``) for fastgan's in a live model, keeping its weights, u and v; and
-``torch.nn.BatchNorm2d`` (and ``SyncBatchNorm``) for :class:`fastgan.nn.BatchNorm2d` (same keys, same Parameter
-and buffer objects), fusing a ReLU or LeakyReLU that directly follows it inside an ``nn.Sequential`` into the
-kernel. Checkpoints (state dicts) of other codebases are rewritten by :mod:`fastgan.checkpoints`.
+:func:`convert` finds, by structure and by a check of its output, the layers it can compute with fastgan's
+kernels, and changes each in place without changing its state: the same module object, parameters, buffers and
+state-dict keys (so checkpoints load both ways, strictly, and optimizers built before keep working), the same
+function in training and eval (iteration order and mode of each source's spectral norm, momentum and statistics of
+each source's batch norm). :func:`revert` gives the plain modules back. Checkpoints of fastgan's own layers in
+other layouts are rewritten by :mod:`fastgan.checkpoints`.
+
+Recognised:
+
+  =====================================================  ====================================================
+  layer                                                  becomes
+  =====================================================  ====================================================
+  ``parametrizations.spectral_norm``                     :class:`fastgan.nn.SpectralNorm` (u first)
+  legacy ``torch.nn.utils.spectral_norm`` hook           :class:`fastgan.nn.spectral_norm.LegacySpectralNorm`
+  BigGAN-PyTorch ``SN*`` layers (``u0``, ``sv0``)        ``W_()`` from the fused op (BigGAN's order and eval)
+  ``nn.BatchNorm2d``, ``nn.SyncBatchNorm``               :class:`fastgan.nn.BatchNorm2d`
+  BigGAN-PyTorch ``ccbn`` (linear or embedding), ``bn``  forward on the fused conditional batch norm
+  StudioGAN ``ConditionalBatchNorm2d``                   forward on the fused conditional batch norm
+  ``nn.ConvTranspose2d``                                 :class:`fastgan.nn.ConvTranspose2d`
+  =====================================================  ====================================================
+
+A ReLU / LeakyReLU that is the only use of a batch norm's output is fused into it: inside an ``nn.Sequential``,
+and in a module whose forward torch.fx can trace and which has no control flow that depends on its inputs (the
+module's forward is then the traced one, without the activation call).
 """
 from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+import types
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import _SpectralNorm as TorchSN
-from torch.nn.utils.spectral_norm import SpectralNorm as LegacySN
+from torch.nn.utils.spectral_norm import SpectralNorm as TorchLegacySN
 
 from . import activations
-from .nn.cond_batch_norm import from_torch_batchnorm
-from .nn.spectral_norm import spectral_norm as fused_spectral_norm
+from .nn import converted as conv_fwd
+from .nn.cond_batch_norm import BatchNorm2d
+from .nn.conv_transpose2d import ConvTranspose2d, ConvTransposeBNAct
+from .nn.spectral_norm import (
+    BigGANSpectralNorm,
+    LegacySpectralNorm,
+    SpectralNorm,
+    SpectralNormGroup,
+    spectral_norm_layers,
+)
+
+_VECTOR_DTYPES = (torch.float32, torch.float64)
 
 
-def _batch_norm_swaps(model: nn.Module, fuse_activation: bool) -> list:
-    """The swaps of every torch BatchNorm2d/SyncBatchNorm of ``model`` (closures; nothing is changed yet)."""
-    swaps = []
-    for parent in list(model.modules()):
-        names = list(parent._modules.keys())
-        for i, name in enumerate(names):
-            child = parent._modules[name]
-            if type(child) not in (nn.BatchNorm2d, nn.SyncBatchNorm):
-                continue
-            nxt = parent._modules[names[i + 1]] if i + 1 < len(names) else None
-            fusable = None
-            if fuse_activation and isinstance(parent, nn.Sequential):
-                fusable = activations.of_module(nxt, activations.BATCH_NORM)
-            fuse = fusable is not None
-            act, slope = fusable if fuse else (None, 0.01)
-            sync = type(child) is nn.SyncBatchNorm
-            new = from_torch_batchnorm(child, act, slope, sync=sync,
-                                       process_group=child.process_group if sync else None)
+@dataclass
+class ConversionReport:
+    """What :func:`convert` did: ``replaced`` (path, from, to) for every layer changed, ``skipped`` (path, what,
+    why) for every candidate left as it was. ``print(report)`` shows both as tables."""
 
-            def swap(parent=parent, name=name, new=new, fused=names[i + 1] if fuse else None):
-                parent._modules[name] = new
-                if fused is not None:
-                    parent._modules[fused] = nn.Identity()
+    replaced: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
 
-            swaps.append(swap)
-    return swaps
+    def __str__(self) -> str:
+        def table(rows, head):
+            rows = [head] + [tuple(str(c) for c in r) for r in rows]
+            widths = [max(len(r[i]) for r in rows) for i in range(3)]
+            lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+            lines.insert(1, "  ".join("-" * w for w in widths))
+            return "\n".join(lines)
+
+        out = [f"replaced {len(self.replaced)}:", table(self.replaced, ("module", "from", "to"))]
+        if self.skipped:
+            out += ["", f"skipped {len(self.skipped)}:", table(self.skipped, ("module", "what", "why"))]
+        return "\n".join(out)
 
 
-def own_parametrized_class(module: nn.Module) -> None:
-    """Give a parametrized module a class of its own before its parametrizations change.
+# ---------------------------------------------------------------- changing a class in place, and back
 
-    torch.nn.utils.parametrize keeps the parametrized tensors as properties of a class made for the module, and
-    ``copy.deepcopy`` shares that class between the copies (``G_ema = copy.deepcopy(G)``): removing a
-    parametrization from one would delete the property from the other as well.
+
+_SUBCLASSES: dict = {}
+
+
+def _subclass(source: type, kind: str, attrs: dict) -> type:
+    """``source`` with ``attrs`` (a fused forward, W_) overriding, made once per (source, kind)."""
+    key = (source, kind)
+    if key not in _SUBCLASSES:
+        _SUBCLASSES[key] = type(source.__name__, (source,), {**attrs, "__module__": source.__module__,
+                                                              "__qualname__": source.__qualname__})
+    return _SUBCLASSES[key]
+
+
+def _swap_class(obj, new_cls: type, **attrs) -> None:
+    """Make ``obj`` a ``new_cls`` with the extra attributes ``attrs``, remembering how to undo it."""
+    state = obj.__dict__
+    saved = {k: state[k] for k in attrs if k in state}
+    added = [k for k in attrs if k not in state]
+    state.update(attrs)
+    state["_fastgan_source"] = (type(obj), added, saved)
+    obj.__class__ = new_cls
+
+
+def _swap_again(obj, new_cls: type, **attrs) -> None:
+    """A further class change of an object :func:`_swap_class` changed (undone with it)."""
+    _, added, _ = obj.__dict__["_fastgan_source"]
+    added += [k for k in attrs if k not in added]
+    obj.__dict__.update(attrs)
+    obj.__class__ = new_cls
+
+
+def _restore_class(obj) -> bool:
+    source = obj.__dict__.pop("_fastgan_source", None)
+    if source is None:
+        return False
+    cls, added, saved = source
+    for k in added:
+        obj.__dict__.pop(k, None)
+    obj.__dict__.update(saved)
+    obj.__class__ = cls
+    return True
+
+
+class _FusedAway(nn.Identity):
+    """Where an activation was that is now fused into the batch norm before it (its module kept for revert)."""
+
+    def __init__(self, activation: nn.Module):
+        super().__init__()
+        self.__dict__["_fastgan_replaced"] = activation
+
+    def extra_repr(self) -> str:
+        return f"fused into the previous layer: {self._fastgan_replaced!r}"
+
+
+def _biggan_W_(self):
+    sn = self.__dict__.get("_fastgan_sn")
+    if sn is None or not sn.fusable(self):
+        return self.__dict__["_fastgan_source"][0].W_(self)
+    return sn.weight(self)
+
+
+# ---------------------------------------------------------------- recognising layers
+
+
+def _finite(t: torch.Tensor) -> bool:
+    return not t.numel() or bool(torch.isfinite(t).all())
+
+
+def _is_biggan_sn(mod) -> bool:
+    return ("u0" in mod._buffers and "sv0" in mod._buffers and isinstance(mod._parameters.get("weight"), nn.Parameter)
+            and callable(getattr(type(mod), "W_", None)) and hasattr(mod, "num_itrs") and hasattr(mod, "num_svs"))
+
+
+def _biggan_sn_problem(mod) -> str | None:
+    if getattr(mod, "num_svs", 1) != 1:
+        return (f"num_svs={mod.num_svs}: more than one singular value (Gram-Schmidt between them) is not fused; "
+                "BigGAN's own W_() is kept")
+    if getattr(mod, "transpose", False):
+        return "transpose=True (W^T normalised) is not fused"
+    if mod.weight.dim() < 2 or tuple(mod.u0.shape) != (1, mod.weight.shape[0]):
+        return f"u0 of shape {tuple(mod.u0.shape)} does not fit a weight of shape {tuple(mod.weight.shape)}"
+    if mod.u0.dtype not in _VECTOR_DTYPES:
+        return f"u0 is {mod.u0.dtype}; the fused op keeps u in float32 (convert before .half())"
+    return None
+
+
+def _cbn_kind(mod) -> str | None:
+    """'ccbn', 'bn' (BigGAN-PyTorch), 'studiogan', or None, by structure."""
+    children, buffers, params = set(mod._modules), set(mod._buffers), set(mod._parameters)
+    stored = {"stored_mean", "stored_var"} <= buffers
+    if {"gain", "bias"} <= children and not params:
+        if stored and "bn" not in children:
+            return "ccbn"
+        if children == {"bn", "gain", "bias"} and not buffers:
+            return "studiogan"
+    if {"gain", "bias"} <= params and (stored or "bn" in children):
+        return "bn"
+    return None
+
+
+def _cbn_problem(mod, kind) -> str | None:
+    if getattr(mod, "cross_replica", False) or (kind == "studiogan" and type(mod.bn).__name__ ==
+                                                 "SynchronizedBatchNorm2d"):
+        return ("cross_replica=True: BigGAN's SynchronizedBatchNorm2d syncs DataParallel replicas, fastgan's synced "
+                "batch norm syncs torch.distributed processes; left as it is")
+    if getattr(mod, "mybn", False):
+        return "mybn=True (BigGAN's myBN: E[x^2]-E[x]^2 statistics, standing statistics) is left as it is"
+    if kind == "ccbn" and getattr(mod, "norm_style", "bn") != "bn":
+        return f"norm_style={mod.norm_style!r}: only batch norm is fused"
+    if kind == "bn" and "bn" in mod._modules:
+        return "a batch norm module inside (cross_replica / mybn) is left as it is"
+    if kind == "studiogan":
+        bn = mod.bn
+        if type(bn) not in (nn.BatchNorm2d, nn.SyncBatchNorm) or bn.affine:
+            return f"its bn is a {type(bn).__name__}{' with affine' if getattr(bn, 'affine', False) else ''}"
+    try:
+        params = list(inspect.signature(type(mod).forward).parameters)
+    except (TypeError, ValueError):
+        return "its forward has no signature"
+    if len(params) < 2 or (kind != "bn" and len(params) != 3):
+        return f"its forward takes ({', '.join(params)}), not (self, x, y)"
+    return None
+
+
+_CBN_FORWARD = {"ccbn": conv_fwd.biggan_ccbn_forward, "bn": conv_fwd.biggan_bn_forward,
+                "studiogan": conv_fwd.studiogan_cbn_forward}
+
+
+def _num_features(mod, kind) -> int:
+    return mod.bn.num_features if kind == "studiogan" else mod.stored_mean.numel()
+
+
+def _condition(layer: nn.Module, n: int, gen: torch.Generator, device):
+    """A probe input for a gain/bias layer: class labels for an embedding, a vector for a linear."""
+    if isinstance(getattr(layer, "num_embeddings", None), int) and not hasattr(layer, "in_features"):
+        return torch.randint(layer.num_embeddings, (n,), generator=gen, device=device)
+    if isinstance(getattr(layer, "in_features", None), int):
+        dtype = next((p.dtype for p in layer.parameters()), torch.float32)
+        return torch.randn(n, layer.in_features, generator=gen, device=device, dtype=dtype)
+    return None
+
+
+def _eval_probe(mod, run_source, run_fused) -> str | None:
+    """Run both in eval (no state changes) under no_grad and compare; the reason if they differ."""
+    modes = [(m, m.training) for m in mod.modules()]
+    mod.eval()
+    try:
+        with torch.no_grad():
+            a, b = run_source(), run_fused()
+    except Exception as e:  # noqa: BLE001 - any failure means: not this layer
+        return f"its output could not be checked ({type(e).__name__}: {e})"
+    finally:
+        for m, t in modes:
+            m.training = t
+    a, b = a.double(), b.double()
+    tol = 1e-4 if a.dtype == torch.float64 and b.dtype == torch.float64 else 1e-2
+    if a.shape != b.shape or not torch.allclose(a, b, rtol=tol, atol=tol * float(a.abs().max().clamp_min(1))):
+        return "its output differs from the fused computation (another formula than its source codebase's)"
+    return None
+
+
+def _probe_cbn(mod, kind) -> str | None:
+    device = mod.stored_mean.device if kind != "studiogan" else mod.bn.weight.device if mod.bn.weight is not None \
+        else next((b.device for b in mod.bn.buffers()), torch.device("cpu"))
+    gen = torch.Generator(device=device).manual_seed(0)
+    c = _num_features(mod, kind)
+    dtype = next((p.dtype for p in mod.parameters()), torch.float32)
+    x = torch.randn(2, c, 3, 3, generator=gen, device=device, dtype=dtype)
+    if kind == "bn":
+        args = (x,)
+    else:
+        y = _condition(mod.gain, 2, gen, device)
+        if y is None:
+            return f"its gain layer ({type(mod.gain).__name__}) takes an input fastgan cannot build to check it"
+        args = (x, y)
+    return _eval_probe(mod, lambda: type(mod).forward(mod, *args), lambda: _CBN_FORWARD[kind](mod, *args))
+
+
+def _probe_biggan_sn(mod) -> str | None:
+    sn = BigGANSpectralNorm()
+    return _eval_probe(mod, lambda: type(mod).W_(mod), lambda: sn.weight(mod))
+
+
+# ---------------------------------------------------------------- activation fusion in traced forwards
+
+
+def _forward_problem(parent: nn.Module) -> str | None:
+    """Why ``parent``'s forward cannot be replaced by its torch.fx trace, or None. The trace equals the forward
+    when nothing in it depends on Python state the trace would fix: no branch whose test reads anything but
+    ``self`` attributes and constants, no loop, try or with, no starred arguments, no writes to attributes or
+    globals (dropped by the trace), no calls of methods of ``self`` (traced inline, unchecked) or of print."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(type(parent).forward)))
+    except (OSError, TypeError, SyntaxError):
+        return "its forward's source is not available"
+    func = tree.body[0]
+    if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)) or func.args.vararg or func.args.kwarg:
+        return "its forward takes *args or **kwargs"
+    for node in ast.walk(func):
+        if isinstance(node, (ast.For, ast.While, ast.Try, ast.With, ast.ListComp, ast.GeneratorExp, ast.Lambda,
+                             ast.AugAssign, ast.Global, ast.Nonlocal, ast.Yield, ast.Await)):
+            return f"its forward has a {type(node).__name__} statement"
+        if isinstance(node, ast.Assign) and any(not isinstance(t, (ast.Name, ast.Tuple)) for t in node.targets):
+            return "its forward writes an attribute or an item"
+        if isinstance(node, (ast.If, ast.IfExp, ast.Assert)):
+            for name in ast.walk(node.test):
+                if isinstance(name, ast.Name) and name.id != "self":
+                    return f"its forward branches on {name.id!r} (torch.fx would keep one branch)"
+        if isinstance(node, ast.Call):
+            f = node.func
+            if isinstance(f, ast.Name) and f.id in ("print", "setattr", "exec", "eval"):
+                return f"its forward calls {f.id}"
+            if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "self" and \
+                    inspect.isfunction(getattr(type(parent), f.attr, None)):
+                return f"its forward calls the method self.{f.attr}"
+    return None
+
+
+class _LeafTracer(torch.fx.Tracer):
+    def is_leaf_module(self, m, qualname) -> bool:
+        return True
+
+
+def _fuse_in_traced_forward(parent: nn.Module, fusable: dict, path: str, report: ConversionReport,
+                            plan: list) -> None:
+    """If ``parent``'s forward calls a batch norm in ``fusable`` (id -> (module, set_act)) whose output only feeds
+    a ReLU/LeakyReLU, plan the swap of its forward for the trace without that call."""
+    why = _forward_problem(parent)
+    if why is None:
+        try:
+            graph = _LeafTracer().trace(parent)
+        except Exception as e:  # noqa: BLE001 - not traceable: nothing fused here
+            why = f"torch.fx cannot trace its forward ({type(e).__name__})"
+    if why is not None:
+        names = [n for n, c in parent._modules.items() if id(c) in fusable]
+        report.skipped.append((path or "(model)", f"activation after {', '.join(names)}",
+                               f"not fused: {why}"))
+        return
+    targets = {name: parent.get_submodule(name) for name in
+               {n.target for n in graph.nodes if n.op == "call_module"}}
+    bn_calls: dict = {}
+    for node in graph.nodes:
+        if node.op == "call_module" and id(targets[node.target]) in fusable:
+            bn_calls.setdefault(node.target, []).append(node)
+    edits = []
+    for target, nodes in bn_calls.items():
+        if len(nodes) != 1 or len(nodes[0].users) != 1:
+            continue
+        user = next(iter(nodes[0].users))
+        act = None
+        if user.op == "call_module" and user.args == (nodes[0],) and not user.kwargs:
+            act = activations.of_module(targets[user.target], activations.BATCH_NORM)
+        if act is None or act[0] is None:
+            continue
+        edits.append((nodes[0], user, act, fusable[id(targets[target])]))
+    if not edits:
+        return
+    for bn_node, act_node, _, _ in edits:
+        act_node.replace_all_uses_with(bn_node)
+        graph.erase_node(act_node)
+    gm = torch.fx.GraphModule(parent, graph, class_name=type(parent).__name__)
+    fused_forward = type(gm).forward
+
+    def apply(parent=parent, edits=edits, fused_forward=fused_forward):
+        for _, _, act, (bn, set_act) in edits:
+            set_act(bn, act)
+        parent.__dict__["forward"] = types.MethodType(fused_forward, parent)
+        parent.__dict__["_fastgan_traced"] = True
+
+    plan.append(apply)
+    for bn_node, act_node, act, _ in edits:
+        where = f"{path}.{act_node.target}" if path else act_node.target
+        report.replaced.append((where, f"{type(parent.get_submodule(act_node.target)).__name__} after "
+                                f"{bn_node.target}", f"fused into {bn_node.target} ({act[0]}); the forward of "
+                                f"{type(parent).__name__} is its torch.fx trace"))
+
+
+# ---------------------------------------------------------------- convert / revert
+
+
+def _unwrap(model: nn.Module):
+    if type(model).__name__ == "OptimizedModule" and hasattr(model, "_orig_mod"):
+        raise TypeError("fastgan.convert: this module was compiled with torch.compile; convert the plain module "
+                        "first, then compile it: model = torch.compile(fastgan.convert(model))")
+    wrapped = isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel))
+    return (model.module, isinstance(model, nn.DataParallel)) if wrapped else (model, False)
+
+
+def convert(model: nn.Module, *, spectral_norm: bool = True, batch_norm: bool = True,
+            conditional_batch_norm: bool = True, conv_transpose: bool = True, group_spectral_norm: bool = True,
+            fuse_activation: bool = True, report: bool = False):
+    """Compute the layers of ``model`` that fastgan recognises with its fused kernels, in place; return ``model``
+    (and a :class:`ConversionReport` with ``report=True``).
+
+    Nothing about the model's state changes: each converted layer stays the same module object with the same
+    Parameters, buffers and state-dict keys, computing the same function in training and eval (each spectral norm
+    in its source's iteration order: legacy hooks and BigGAN layers v first, the parametrization u first). See the
+    module docstring for what is recognised. A candidate that does not match exactly (structure, or its eval output
+    against the fused computation) is skipped with the reason in the report.
+
+    Args:
+        spectral_norm, batch_norm, conditional_batch_norm, conv_transpose: which kinds of layer to convert.
+        group_spectral_norm: compute every converted spectral norm of the model in one batched call per forward
+            (a :class:`fastgan.nn.SpectralNormGroup` with ``exact=True``; not under ``nn.DataParallel``).
+        fuse_activation: fuse a ReLU/LeakyReLU that only a batch norm feeds (see the module docstring).
+        report: also return the report.
+
+    ``nn.DataParallel`` / ``DistributedDataParallel`` are converted through ``.module``; a ``torch.compile``d module
+    is refused (convert first, then compile). All or nothing: a weight with NaN/Inf raises ValueError before any
+    layer is changed. Save converted models with ``state_dict()`` (whole-module pickling is not supported, as for
+    torch's parametrized modules). ``fastgan.revert(model)`` undoes it.
     """
-    cls = type(module)
-    if parametrize.is_parametrized(module):
-        attrs = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
-        module.__class__ = type(cls.__name__, cls.__bases__, attrs)
+    root, data_parallel = _unwrap(model)
+    rep = ConversionReport()
+    plan: list = []  # closures, run after every check passed
+    claimed: set = set()  # modules converted as part of another (a StudioGAN CBN's bn)
+    fusable: dict = {}  # id(batch norm) -> (module, set_act): batch norms that can take an activation
+    modules = list(root.named_modules())
+    refs: dict = {}
+    for _, parent in modules:
+        for child in parent._modules.values():
+            if child is not None:
+                refs[id(child)] = refs.get(id(child), 0) + 1
+
+    def skip(path, what, why):
+        rep.skipped.append((path or "(model)", what, why))
+
+    def replace(path, what, to, fn):
+        rep.replaced.append((path or "(model)", what, to))
+        plan.append(fn)
+
+    for path, mod in modules:
+        if "_fastgan_source" in mod.__dict__:
+            continue  # converted already
+        if spectral_norm:
+            _plan_spectral_norm(path, mod, replace, skip)
+        if conditional_batch_norm or batch_norm:
+            kind = _cbn_kind(mod)
+            if kind is not None and (conditional_batch_norm if kind != "bn" else batch_norm):
+                what = {"ccbn": "BigGAN ccbn", "bn": "BigGAN bn", "studiogan": "StudioGAN ConditionalBatchNorm2d"}[
+                    kind]
+                why = _cbn_problem(mod, kind) or _probe_cbn(mod, kind)
+                if why:
+                    skip(path, f"{what} ({type(mod).__name__})", why)
+                else:
+                    if kind == "studiogan":
+                        claimed.add(id(mod.bn))
+                    cls = _subclass(type(mod), kind, {"forward": _CBN_FORWARD[kind]})
+                    replace(path, f"{what} ({type(mod).__name__})", "fused conditional batch norm",
+                            lambda mod=mod, cls=cls: _swap_class(mod, cls))
+                    if refs.get(id(mod), 0) <= 1:
+                        fusable[id(mod)] = (mod, lambda m, act: m.__dict__.__setitem__("_fastgan_act", act))
+        if batch_norm and type(mod) in (nn.BatchNorm2d, nn.SyncBatchNorm) and id(mod) not in claimed:
+            sync = type(mod) is nn.SyncBatchNorm
+            opts = {"activation": None, "negative_slope": 0.01, "sync": sync,
+                    "process_group": getattr(mod, "process_group", None)}
+            replace(path, type(mod).__name__, "fastgan.nn.BatchNorm2d",
+                    lambda mod=mod, opts=opts: _swap_class(mod, BatchNorm2d, **opts))
+            if refs.get(id(mod), 0) <= 1:
+                fusable[id(mod)] = (mod, _set_bn_activation)
+        if conv_transpose and isinstance(mod, nn.ConvTranspose2d) and not isinstance(mod, ConvTranspose2d):
+            if type(mod) is not nn.ConvTranspose2d:
+                skip(path, type(mod).__name__, "a subclass or parametrized ConvTranspose2d (its forward may differ); "
+                     "left as it is")
+            elif mod.padding_mode != "zeros":
+                skip(path, "ConvTranspose2d", f"padding_mode={mod.padding_mode!r}")
+            else:
+                replace(path, "ConvTranspose2d", "fastgan.nn.ConvTranspose2d",
+                        lambda mod=mod: _swap_class(mod, ConvTranspose2d, activation=None, negative_slope=0.01))
+
+    if fuse_activation:
+        for path, parent in modules:
+            if isinstance(parent, nn.Sequential):
+                _plan_sequential_fusion(path, parent, fusable, rep, plan, conv_transpose)
+            elif not isinstance(parent, (nn.ModuleList, nn.ModuleDict)) and id(parent) not in fusable and \
+                    any(id(c) in fusable for c in parent._modules.values()):
+                _fuse_in_traced_forward(parent, fusable, path, rep, plan)
+
+    for fn in plan:
+        fn()
+    if spectral_norm and group_spectral_norm:
+        _attach_group(root, data_parallel, rep)
+    return (model, rep) if report else model
 
 
-def _check_finite_weight(mod: nn.Module, tensor: torch.Tensor, path: str, name: str) -> None:
-    if tensor.numel() and not bool(torch.isfinite(tensor).all()):
-        raise ValueError(f"fastgan.convert: {path or type(mod).__name__}.{name} holds NaN or Inf values "
-                         f"({int((~torch.isfinite(tensor)).sum())} of {tensor.numel()}); nothing was converted")
+def _set_bn_activation(bn, act) -> None:
+    bn.activation, bn.negative_slope = act
 
 
-def _spectral_norm_swaps(model: nn.Module) -> list:
-    """The swaps of every PyTorch spectral norm of ``model`` (closures), after checking each of them: a weight
-    that cannot be converted raises before anything changes."""
-    swaps = []
-    for path, mod in model.named_modules():
+def _plan_sequential_fusion(path, seq, fusable, rep, plan, conv_transpose: bool) -> None:
+    names = list(seq._modules)
+    for i, name in enumerate(names[:-1]):
+        child, nxt = seq._modules[name], seq._modules[names[i + 1]]
+        if conv_transpose and type(child) is nn.ConvTranspose2d and _conv_bn_pair(child, nxt, fusable):
+            after = seq._modules[names[i + 2]] if i + 2 < len(names) else None
+            _plan_conv_bn(path, seq, names[i:i + 3], child, nxt, after, fusable, rep, plan)
+            continue
+        if id(child) not in fusable or _cbn_kind(child) in ("ccbn", "studiogan"):
+            continue
+        act = activations.of_module(nxt, activations.BATCH_NORM)
+        if act is None or act[0] is None:
+            continue
+        bn, set_act = fusable.pop(id(child))
+
+        def apply(seq=seq, slot=names[i + 1], nxt=nxt, bn=bn, set_act=set_act, act=act):
+            set_act(bn, act)
+            seq._modules[slot] = _FusedAway(nxt)
+
+        plan.append(apply)
+        where = f"{path}.{names[i + 1]}" if path else names[i + 1]
+        rep.replaced.append((where, type(nxt).__name__, f"fused into {name} ({act[0]})"))
+
+
+def _conv_bn_pair(conv, bn, fusable) -> bool:
+    return (id(bn) in fusable and type(bn) in (nn.BatchNorm2d, nn.SyncBatchNorm) and conv.padding_mode == "zeros"
+            and bn.num_features == conv.out_channels and not (conv._forward_pre_hooks or conv._forward_hooks or
+                                                              bn._forward_pre_hooks or bn._forward_hooks))
+
+
+def _plan_conv_bn(path, seq, slots, conv, bn, after, fusable, rep, plan) -> None:
+    """ConvTranspose2d -> BatchNorm2d (-> ReLU/LeakyReLU) in an nn.Sequential: computed together by the conv's
+    slot (statistics in its epilogue, BN folded in eval), the BN's slot passing its input on; keys unchanged."""
+    fusable.pop(id(bn))
+    act = activations.of_module(after, activations.BATCH_NORM) if after is not None else None
+    act = act if act is not None and act[0] is not None else None
+
+    def apply(seq=seq, slots=slots, conv=conv, bn=bn, after=after, act=act):
+        block = ConvTransposeBNAct.from_modules(conv, bn, after if act else None)
+        _swap_again(conv, conv_fwd.ConvTransposeThenBatchNorm2d, _fastgan_block=block)
+        _swap_again(bn, conv_fwd.AppliedBatchNorm2d)
+        if act:
+            seq._modules[slots[2]] = _FusedAway(after)
+
+    plan.append(apply)
+    where = lambda k: f"{path}.{slots[k]}" if path else slots[k]  # noqa: E731
+    rep.replaced.append((where(0), f"ConvTranspose2d -> {type(bn).__name__}" + (f" -> {type(after).__name__}" if act
+                                                                                  else ""),
+                         "computed together as fastgan.nn.ConvTransposeBNAct (BN statistics in the conv's epilogue, "
+                         f"BN folded into the conv in eval); {where(1)} passes its input on"))
+
+
+def _plan_spectral_norm(path, mod, replace, skip) -> None:
+    if parametrize.is_parametrized(mod):
+        for tname, plist in mod.parametrizations.items():
+            if len(plist) != 1 or type(plist[0]) is not TorchSN or not hasattr(plist[0], "_u"):
+                continue
+            sn = plist[0]
+            where = f"{path}.{tname}" if path else tname
+            if sn._u.dtype not in _VECTOR_DTYPES or sn._v.dtype != sn._u.dtype:
+                skip(where, "parametrizations.spectral_norm", f"u, v are {sn._u.dtype}; the fused op keeps them in "
+                     "float32 (convert before .half())")
+                continue
+            _check_finite_weight(plist.original, where)
+            replace(where, "parametrizations.spectral_norm", "fastgan.nn.SpectralNorm",
+                    lambda sn=sn: _swap_class(sn, SpectralNorm, _group_ref=None))
+    for hook in list(mod._forward_pre_hooks.values()):
+        if type(hook) is not TorchLegacySN:
+            continue
+        where = f"{path}.{hook.name}" if path else hook.name
+        u = getattr(mod, hook.name + "_u")
+        if u.dtype not in _VECTOR_DTYPES or getattr(mod, hook.name + "_orig").dim() < 2:
+            skip(where, "torch.nn.utils.spectral_norm", f"u, v are {u.dtype} or the weight is 1-D; left as it is")
+            continue
+        _check_finite_weight(getattr(mod, hook.name + "_orig"), where)
+        replace(where, "torch.nn.utils.spectral_norm", "fastgan LegacySpectralNorm (v first, same keys)",
+                lambda hook=hook: _swap_class(hook, LegacySpectralNorm))
+    if _is_biggan_sn(mod) and "_fastgan_sn" not in mod.__dict__:
+        where = f"{path}.weight" if path else "weight"
+        _check_finite_weight(mod.weight, where)
+        why = _biggan_sn_problem(mod) or _probe_biggan_sn(mod)
+        if why:
+            skip(where, f"BigGAN {type(mod).__name__}", why)
+            return
+        cls = _subclass(type(mod), "biggan_sn", {"W_": _biggan_W_})
+        replace(where, f"BigGAN {type(mod).__name__}", "fastgan BigGANSpectralNorm (BigGAN's order, same keys)",
+                lambda mod=mod, cls=cls: _swap_class(mod, cls, _fastgan_sn=BigGANSpectralNorm()))
+
+
+def _check_finite_weight(tensor: torch.Tensor, where: str) -> None:
+    if not _finite(tensor):
+        raise ValueError(f"fastgan.convert: {where} holds NaN or Inf values ({int((~torch.isfinite(tensor)).sum())} "
+                         f"of {tensor.numel()}); nothing was converted")
+
+
+def _attach_group(root, data_parallel, rep) -> None:
+    layers = list(spectral_norm_layers(root))
+    if not layers:
+        return
+    if data_parallel:
+        rep.skipped.append(("(model)", "SpectralNormGroup", "nn.DataParallel runs replicas: each layer computes its "
+                            "own spectral norm"))
+        return
+    if any(sn._group_ref is not None and sn._group_ref() is not None for *_, sn in layers):
+        rep.skipped.append(("(model)", "SpectralNormGroup", "the model's spectral norms already have a group"))
+        return
+    root.__dict__["_fastgan_sn_group"] = SpectralNormGroup(root, exact=True)
+    rep.replaced.append(("(model)", f"{len(layers)} spectral norms", "one SpectralNormGroup (exact=True)"))
+
+
+def revert(model: nn.Module) -> nn.Module:
+    """Undo :func:`convert` in place: every converted layer is again its source class (same Parameters, buffers
+    with their current values, keys), fused activations are back in their place, the group is removed. Layers
+    fastgan built itself (``fastgan.nn.*``) stay. Returns ``model``."""
+    root, _ = _unwrap(model)
+    group = root.__dict__.pop("_fastgan_sn_group", None)
+    if group is not None:
+        group.remove()
+    for mod in list(root.modules()):
+        for name, child in list(mod._modules.items()):
+            if isinstance(child, _FusedAway):
+                mod._modules[name] = child._fastgan_replaced
+        if mod.__dict__.pop("_fastgan_traced", False):
+            mod.__dict__.pop("forward", None)
         if parametrize.is_parametrized(mod):
-            for tname in list(mod.parametrizations.keys()):
-                plist = mod.parametrizations[tname]
-                if len(plist) != 1 or not isinstance(plist[0], TorchSN) or not hasattr(plist[0], "_u"):
-                    continue
-                _check_finite_weight(mod, plist.original, path, tname)
-
-                def swap(mod=mod, tname=tname, old=plist[0], original=plist.original):
-                    own_parametrized_class(mod)
-                    parametrize.remove_parametrizations(mod, tname, leave_parametrized=False)
-                    mod._parameters[tname] = original
-                    fused_spectral_norm(mod, tname, old.n_power_iterations, old.eps, old.dim,
-                                        _uv=(old._u.detach(), old._v.detach()))
-
-                swaps.append(swap)
-        for hook in list(mod._forward_pre_hooks.values()):
-            if not isinstance(hook, LegacySN):
-                continue
-            _check_finite_weight(mod, getattr(mod, hook.name + "_orig"), path, hook.name)
-
-            def swap(mod=mod, hook=hook):
-                original = getattr(mod, hook.name + "_orig")
-                u = getattr(mod, hook.name + "_u").detach().clone()
-                v = getattr(mod, hook.name + "_v").detach().clone()
-                torch.nn.utils.remove_spectral_norm(mod, hook.name)
-                mod._parameters[hook.name] = original
-                own_parametrized_class(mod)
-                fused_spectral_norm(mod, hook.name, hook.n_power_iterations, hook.eps, hook.dim, _uv=(u, v))
-
-            swaps.append(swap)
-    return swaps
-
-
-def convert(model: nn.Module, spectral_norm: bool = True, batch_norm: bool = True,
-            fuse_activation: bool = True) -> nn.Module:
-    """Swap, in place, PyTorch's spectral norm and batch norm in ``model`` for fastgan's fused ones; return it.
-
-    Spectral norm: both PyTorch APIs are recognised. Weights keep their Parameter objects (optimizers built
-    before still see them), u and v keep their values, n_power_iterations/eps/dim are carried over. The state-dict
-    keys become the parametrization layout; legacy checkpoints still load (see :func:`from_legacy_spectral_norm`).
-
-    Batch norm: every ``nn.BatchNorm2d`` (and ``nn.SyncBatchNorm``, which keeps syncing over its process group)
-    becomes :class:`fastgan.nn.BatchNorm2d` sharing its parameters and buffers; state-dict keys are unchanged.
-    With ``fuse_activation``, a ``nn.ReLU``/``nn.LeakyReLU`` that follows it inside an ``nn.Sequential`` is fused
-    into the kernel and replaced by ``nn.Identity`` (hooks on that activation module would no longer run).
-
-    All or nothing: every layer is checked before the first is swapped (a NaN weight raises ValueError naming it,
-    and the model is left as it was). Copies made with ``copy.deepcopy`` (an EMA generator) convert independently.
-    """
-    swaps = _batch_norm_swaps(model, fuse_activation) if batch_norm else []
-    if spectral_norm:
-        swaps += _spectral_norm_swaps(model)
-    for swap in swaps:
-        swap()
+            for plist in mod.parametrizations.values():
+                for p in plist:
+                    if _restore_class(p):
+                        p.__dict__.pop("_group_ref", None)
+        for hook in mod._forward_pre_hooks.values():
+            if isinstance(hook, LegacySpectralNorm):
+                hook.__dict__.pop("_group_ref", None)
+                _restore_class(hook)
+        _restore_class(mod)
     return model

@@ -1,0 +1,343 @@
+"""fastgan.convert on models written like pytorch/examples DCGAN, BigGAN-PyTorch and StudioGAN (tests/source_models.py):
+the converted model is the same model (outputs, gradients, state over optimizer steps, in float64 against the
+unconverted original), keeps its checkpoints' keys both ways, reports what it did, and reverts."""
+import copy
+
+import pytest
+import source_models as sm
+import torch
+import torch.nn.functional as F
+from conftest import INTERPRETING
+from torch import nn
+
+import fastgan
+from fastgan.nn.spectral_norm import BigGANSpectralNorm, LegacySpectralNorm
+
+
+def _labels(n, k=5, seed=0):
+    return torch.randint(k, (n,), generator=torch.Generator().manual_seed(seed))
+
+
+def _randn(*shape, seed=0, dtype=torch.float64):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+MODELS = {  # name -> (factory, inputs(step, dtype))
+    "dcgan": (sm.DCGANGenerator, lambda s, dt: (_randn(4, 16, 1, 1, seed=s, dtype=dt),)),
+    "studiogan_G": (sm.StudioGANGenerator, lambda s, dt: (_randn(4, 8, seed=s, dtype=dt), _labels(4, seed=s))),
+    "studiogan_D": (sm.StudioGANDiscriminator, lambda s, dt: (_randn(4, 3, 8, 8, seed=s, dtype=dt),
+                                                              _labels(4, seed=s))),
+    "biggan_G": (sm.BigGANGenerator, lambda s, dt: (_randn(4, 12, seed=s, dtype=dt), _randn(4, 6, seed=s + 50,
+                                                                                            dtype=dt))),
+    "biggan_G_embedding": (lambda: sm.BigGANGenerator(G_shared=False),
+                           lambda s, dt: (_randn(4, 12, seed=s, dtype=dt), _labels(4, seed=s))),
+    "biggan_D": (sm.BigGANDiscriminator, lambda s, dt: (_randn(4, 3, 8, 8, seed=s, dtype=dt), _labels(4, seed=s))),
+}
+
+
+def _pair(name, dtype=torch.float64, **kwargs):
+    make, inputs = MODELS[name]
+    torch.manual_seed(0)
+    original = make().to(dtype)
+    converted, report = fastgan.convert(copy.deepcopy(original), report=True, **kwargs)
+    return original, converted, report, inputs
+
+
+def _train_together(original, converted, inputs, steps, dtype, check, loss=lambda out: out.square().mean()):
+    opts = [torch.optim.SGD(m.parameters(), lr=0.05) for m in (original, converted)]
+    for step in range(steps):
+        args = inputs(step, dtype)
+        outs = []
+        for model, opt in zip((original, converted), opts):
+            opt.zero_grad()
+            out = model(*args)
+            loss(out).backward()
+            outs.append(out.detach())
+        check(outs[1], outs[0])
+        for (name, p), q in zip(original.named_parameters(), converted.parameters()):
+            check(q.grad, p.grad, msg=f"gradient of {name} at step {step}")
+        for opt in opts:
+            opt.step()
+        for (key, a), b in zip(original.state_dict().items(), converted.state_dict().values()):
+            check(b.double(), a.double(), msg=f"{key} after step {step}")
+
+
+def _check64(a, b, msg=""):
+    torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11, msg=lambda m: f"{msg}: {m}")
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_converted_model_trains_and_evaluates_as_the_original_in_float64(name):
+    original, converted, report, inputs = _pair(name)
+    assert report.replaced and not [s for s in report.skipped if "differs" in s[2]]
+    assert list(converted.state_dict()) == list(original.state_dict())
+    _train_together(original, converted, inputs, 3, torch.float64, _check64)
+    original.eval(), converted.eval()
+    args = inputs(7, torch.float64)
+    _check64(converted(*args), original(*args))
+
+
+@pytest.mark.skipif(not INTERPRETING, reason="the Triton kernels run on CPU tensors only under TRITON_INTERPRET=1")
+@pytest.mark.parametrize("name", ["dcgan", "studiogan_G", "biggan_G", "biggan_D"])
+def test_converted_model_on_the_triton_kernels(name, small_tiles):
+    original, converted, _, inputs = _pair(name, torch.float32)
+
+    def check(a, b, msg=""):
+        torch.testing.assert_close(a, b, rtol=2e-4, atol=2e-5, msg=lambda m: f"{msg}: {m}")
+
+    with fastgan.use_backend("triton"):
+        _train_together(original, converted, inputs, 2, torch.float32, check)
+
+
+def test_report_lists_each_kind_of_layer_and_the_fused_activations():
+    _, _, report, _ = _pair("biggan_G")
+    rows = {(path, to.split(" ")[0]) for path, _, to in report.replaced}
+    assert ("blocks.0.0.bn1", "fused") in rows and ("output_layer.0", "fused") in rows
+    assert ("blocks.0.0.conv1.weight", "fastgan") in rows and ("blocks.0.0.bn1.gain.weight", "fastgan") in rows
+    fused = [r for r in report.replaced if "torch.fx trace" in r[2]]
+    assert len(fused) == 4  # bn1 and bn2 of both GBlocks
+    assert any(r[0] == "output_layer.1" and "fused into 0" in r[2] for r in report.replaced)
+    text = str(report)
+    assert "replaced" in text and "blocks.1.0.bn2" in text
+    _, _, report, _ = _pair("studiogan_G")
+    kinds = [what for _, what, _ in report.replaced]
+    assert kinds.count("torch.nn.utils.spectral_norm") == 17
+    assert sum("StudioGAN ConditionalBatchNorm2d" in k for k in kinds) == 4
+    assert sum(k == "BatchNorm2d" for k in kinds) == 1  # bn4 only: the CBNs' inner bn are part of them
+    assert any(path == "(model)" and "not fused" in why for path, _, why in report.skipped)  # G's loop
+
+
+class _TwoSingularValues(sm.BigSNConv2d):
+    pass
+
+
+class _WrongCcbn(sm.ccbn):
+    """Looks like BigGAN's ccbn, computes something else (no 1 + gain)."""
+
+    def forward(self, x, y):
+        out = F.batch_norm(x, self.stored_mean, self.stored_var, None, None, self.training, 0.1, self.eps)
+        return out * self.gain(y).view(y.size(0), -1, 1, 1) + self.bias(y).view(y.size(0), -1, 1, 1)
+
+
+def test_what_does_not_match_exactly_is_skipped_with_the_reason():
+    torch.manual_seed(0)
+    cross = sm.ccbn(4, 3, nn.Linear)
+    cross.cross_replica = True
+    model = nn.ModuleDict({"svs": sm.BigSNConv2d(3, 4, num_svs=2), "wrong": _WrongCcbn(4, 3, nn.Linear),
+                           "cross": cross, "ok": sm.BigSNConv2d(3, 4)})
+    before = copy.deepcopy(model)
+    _, report = fastgan.convert(model, report=True)
+    why = {path: reason for path, _, reason in report.skipped}
+    assert "num_svs=2" in why["svs.weight"]
+    assert "differs" in why["wrong"]
+    assert "cross_replica" in why["cross"]
+    assert [path for path, *_ in report.replaced] == ["ok.weight", "(model)"]
+    for key in ("svs", "wrong", "cross"):
+        assert type(model[key]) is type(before[key])
+
+
+def test_checkpoints_load_strictly_both_ways():
+    for name in ("studiogan_G", "biggan_G", "biggan_D", "dcgan"):
+        original, converted, _, inputs = _pair(name)
+        _train_together(original, converted, inputs, 1, torch.float64, _check64)
+        fresh_source, fresh_converted = MODELS[name][0]().double(), fastgan.convert(MODELS[name][0]().double())
+        fresh_source.load_state_dict(converted.state_dict(), strict=True)  # new checkpoint -> source codebase
+        fresh_converted.load_state_dict(original.state_dict(), strict=True)  # old checkpoint -> converted model
+        for model in (fresh_source, fresh_converted, original):
+            model.eval()
+        args = inputs(3, torch.float64)
+        _check64(fresh_source(*args), original(*args))
+        _check64(fresh_converted(*args), original(*args))
+
+
+def _r1(D, x, y):
+    x = x.detach().requires_grad_(True)
+    out = D(x, y)
+    (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+    return out.mean() + 5.0 * grad.square().flatten(1).sum(1).mean()
+
+
+@pytest.mark.parametrize("name", ["studiogan_D", "biggan_D"])
+def test_r1_through_a_converted_discriminator(name):
+    original, converted, _, inputs = _pair(name)
+    opts = [torch.optim.SGD(m.parameters(), lr=0.05) for m in (original, converted)]
+    for step in range(3):
+        x, y = inputs(step, torch.float64)
+        for model, opt in zip((original, converted), opts):
+            opt.zero_grad()
+            _r1(model, x, y).backward()
+        for p, q in zip(original.parameters(), converted.parameters()):
+            _check64(q.grad, p.grad, msg=f"step {step}")
+        for opt in opts:
+            opt.step()
+
+
+@pytest.mark.parametrize("name", ["studiogan_G", "biggan_G", "dcgan"])
+def test_revert_gives_back_the_source_modules_with_their_current_state(name):
+    original, converted, _, inputs = _pair(name)
+    _train_together(original, converted, inputs, 2, torch.float64, _check64)
+    fastgan.revert(converted)
+    assert [type(m) for m in converted.modules()] == [type(m) for m in original.modules()]
+    assert not any(isinstance(h, LegacySpectralNorm) for m in converted.modules() for h in
+                   m._forward_pre_hooks.values())
+    assert not any("_fastgan_source" in m.__dict__ or "_fastgan_sn" in m.__dict__ or "forward" in m.__dict__
+                   for m in converted.modules())
+    assert not converted._forward_pre_hooks  # the group's hooks are gone
+    _train_together(original, converted, inputs, 1, torch.float64, _check64)
+    original.eval(), converted.eval()
+    args = inputs(5, torch.float64)
+    _check64(converted(*args), original(*args))
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_G_ema_deepcopy_converts_before_or_after_the_copy(when):
+    torch.manual_seed(0)
+    G = sm.BigGANGenerator().double()
+    reference = copy.deepcopy(G)
+    if when == "before":
+        G_ema = fastgan.convert(copy.deepcopy(G))
+        fastgan.convert(G)
+    else:
+        fastgan.convert(G)
+        G_ema = copy.deepcopy(G)
+    assert len(list(fastgan.nn.spectral_norm_layers(G_ema))) == 16
+    z, y = _randn(3, 12), _randn(3, 6, seed=1)
+    for model in (G, G_ema, reference):
+        model.train()
+    _check64(G_ema(z, y), reference(z, y))  # the copy's group computes the copy's layers
+    _check64(G(z, y), G_ema(z, y))
+    with torch.no_grad():  # an EMA update written through .data, as BigGAN-PyTorch does
+        for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+            p_ema.data.mul_(0.5).add_(p.data, alpha=0.5)
+    G_ema.eval()
+    assert torch.isfinite(G_ema(z, y)).all()
+    assert G_ema.blocks[0][0].conv1.weight is not G.blocks[0][0].conv1.weight
+
+
+def test_optimizer_built_before_convert_keeps_training_the_same_parameters():
+    torch.manual_seed(0)
+    D = sm.StudioGANDiscriminator().double()
+    opt = torch.optim.Adam(D.parameters(), lr=1e-3)
+    ids = [id(p) for p in D.parameters()]
+    fastgan.convert(D)
+    assert [id(p) for p in D.parameters()] == ids
+    x, y = _randn(2, 3, 8, 8), _labels(2)
+    before = [p.detach().clone() for p in D.parameters()]
+    D(x, y).mean().backward()
+    opt.step()
+    assert all(not torch.equal(a, b) for a, b in zip(before, D.parameters()) if b.grad is not None)
+
+
+def test_wrappers_compiled_modules_and_compile_of_a_converted_model():
+    torch.manual_seed(0)
+    D = sm.StudioGANDiscriminator()
+    dp = nn.DataParallel(D)
+    out, report = fastgan.convert(dp, report=True)
+    assert out is dp and any(isinstance(h, LegacySpectralNorm) for m in D.modules() for h in
+                             m._forward_pre_hooks.values())
+    assert any(what == "SpectralNormGroup" for _, what, _ in report.skipped)  # replicas: no group
+    with pytest.raises(TypeError, match="convert the plain module first"):
+        fastgan.convert(torch.compile(sm.StudioGANDiscriminator()))
+    G = sm.BigGANGenerator()
+    reference = copy.deepcopy(G)
+    compiled = torch.compile(fastgan.convert(G), fullgraph=True, backend="aot_eager")
+    z, y = _randn(3, 12, dtype=torch.float32), _randn(3, 6, seed=1, dtype=torch.float32)
+    torch.testing.assert_close(compiled(z, y), reference(z, y), rtol=1e-4, atol=1e-5)
+    for (key, a), b in zip(reference.state_dict().items(), G.state_dict().values()):  # u0, sv0, running stats
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=key)
+
+
+class _SometimesTwice(nn.Module):
+    """One SN layer used twice in a forward, another only when asked: the group must iterate as the layers
+    would alone."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = sm.sn_linear(4, 4)
+        self.b = sm.sn_linear(4, 1)
+        self.use_b = True
+
+    def forward(self, x):
+        h = self.a(torch.relu(self.a(x)))
+        return self.b(h) if self.use_b else h.sum(1, keepdim=True)
+
+
+def test_group_iterates_exactly_as_the_layers_would_alone():
+    torch.manual_seed(0)
+    original = _SometimesTwice().double()
+    converted = fastgan.convert(copy.deepcopy(original))
+    assert "_fastgan_sn_group" in converted.__dict__
+    for step, use_b in enumerate((True, False, True, False)):
+        original.use_b = converted.use_b = use_b
+        x = _randn(3, 4, seed=step)
+        _check64(converted(x), original(x))
+        for (key, a), b in zip(original.state_dict().items(), converted.state_dict().values()):
+            _check64(b, a, msg=f"{key} at step {step}")
+
+
+class _BranchOnInput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(3)
+        self.act = nn.ReLU()
+
+    def forward(self, x, flip=None):
+        h = self.act(self.bn(x))
+        if flip is not None:
+            h = h.flip(-1)
+        return h
+
+
+def test_a_forward_that_branches_on_its_inputs_is_not_traced():
+    model = _BranchOnInput()
+    _, report = fastgan.convert(model, report=True)
+    assert "forward" not in model.__dict__ and model.bn.activation is None
+    assert any("branches on 'flip'" in why for _, _, why in report.skipped)
+    x = _randn(2, 3, 4, 4, dtype=torch.float32)
+    torch.testing.assert_close(model(x, flip=True), F.relu(F.batch_norm(x, None, None, training=True)).flip(-1),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_nan_weight_converts_nothing():
+    torch.manual_seed(0)
+    D = sm.BigGANDiscriminator()
+    with torch.no_grad():
+        D.linear.weight[0, 0] = float("nan")
+    types = [type(m) for m in D.modules()]
+    with pytest.raises(ValueError, match="nothing was converted"):
+        fastgan.convert(D)
+    assert [type(m) for m in D.modules()] == types
+    assert not any(isinstance(m.__dict__.get("_fastgan_sn"), BigGANSpectralNorm) for m in D.modules())
+
+
+@pytest.mark.parametrize("source", ["biggan", "studiogan"])
+def test_checkpoint_converters_go_both_ways_for_whole_models(source):
+    """from_* then to_* gives back a checkpoint that loads strictly into the source codebase's model: every SN
+    conv/linear/embedding and every batch norm, not only the conditional ones."""
+    torch.manual_seed(0)
+    make = sm.BigGANGenerator if source == "biggan" else sm.StudioGANGenerator
+    there, back = ((fastgan.from_biggan_ccbn, fastgan.to_biggan_ccbn) if source == "biggan" else
+                   (fastgan.from_studiogan_cbn, fastgan.to_studiogan_cbn))
+    model = make().double()
+    with torch.no_grad():
+        model(*MODELS[f"{source}_G"][1](0, torch.float64))  # moves u, v and the running statistics
+    sd = model.state_dict()
+    ours = there(sd)
+    assert not any(k.endswith(("stored_mean", "u0", "weight_orig", "bn.running_mean")) for k in ours)
+    restored = back(ours)
+    assert set(restored) == set(sd)
+    fresh = make().double()
+    fresh.load_state_dict(restored, strict=True)
+    model.eval(), fresh.eval()
+    args = MODELS[f"{source}_G"][1](1, torch.float64)
+    _check64(fresh(*args), model(*args))
+
+
+def test_cli_prints_the_report(capsys):
+    from fastgan.cli import main
+
+    assert main(["convert", "--report", "source_models:StudioGANDiscriminator"]) == 0
+    out = capsys.readouterr().out
+    assert "StudioGANDiscriminator" in out and "blocks.0.conv2d1.weight" in out and "LegacySpectralNorm" in out
+    assert main(["convert", "--report", "source_models"]) == 2
+    assert "MODULE:FACTORY" in capsys.readouterr().err
