@@ -204,29 +204,43 @@ def _to_source_sn(out: dict, prefix: str, legacy: bool) -> None:
         out[prefix + "sv0"] = torch.dot(u, W @ v).reshape(1)
 
 
+def _sn_prefixes(state_dict: dict) -> list[str]:
+    """Prefixes of the parametrized spectral-norm weights of a state dict."""
+    tail = "parametrizations.weight.original"
+    return [k[:-len(tail)] for k in state_dict if k == tail or k.endswith("." + tail)]
+
+
 def to_biggan_ccbn(state_dict: dict) -> dict:
-    """A copy of a fastgan state dict with every :class:`fastgan.nn.LinearConditionalBatchNorm2d` in BigGAN-PyTorch's
-    ``ccbn`` layout: ``stored_mean``, ``stored_var`` (``num_batches_tracked`` dropped), spectral-normed ``gain`` and
-    ``bias`` as ``weight``, ``u0`` (1, out), ``sv0`` (1,) with sv0 = u.W v."""
+    """A copy of a fastgan state dict in BigGAN-PyTorch's layout, the inverse of :func:`from_biggan_ccbn`: every
+    :class:`fastgan.nn.LinearConditionalBatchNorm2d` as a ``ccbn`` (``stored_mean``, ``stored_var``;
+    ``num_batches_tracked`` dropped), every other batch norm as BigGAN's ``bn`` (``gain``, ``bias``,
+    ``stored_mean``, ``stored_var``), and every spectral-normed weight (conv, linear, embedding, the ccbn's gain
+    and bias) as ``weight``, ``u0`` (1, out), ``sv0`` (1,) with sv0 = u.W v."""
     out = _copy(state_dict)
-    for prefix in _cbn_prefixes(state_dict):
-        out[prefix + "stored_mean"] = out.pop(prefix + "running_mean")
-        out[prefix + "stored_var"] = out.pop(prefix + "running_var")
-        out.pop(prefix + "num_batches_tracked", None)
-        for layer in ("gain.", "bias."):
-            _to_source_sn(out, prefix + layer, legacy=False)
+    cbn = _cbn_prefixes(state_dict)
+    for key in state_dict:
+        if key == "running_mean" or key.endswith(".running_mean"):
+            prefix = key[:-len("running_mean")]
+            if prefix not in cbn and prefix + "weight" in out:  # a plain batch norm: BigGAN's bn
+                out[prefix + "gain"] = out.pop(prefix + "weight")
+            out[prefix + "stored_mean"] = out.pop(prefix + "running_mean")
+            out[prefix + "stored_var"] = out.pop(prefix + "running_var")
+            out.pop(prefix + "num_batches_tracked", None)
+    for prefix in _sn_prefixes(state_dict):
+        _to_source_sn(out, prefix, legacy=False)
     return out
 
 
 def to_studiogan_cbn(state_dict: dict) -> dict:
-    """A copy of a fastgan state dict with every :class:`fastgan.nn.LinearConditionalBatchNorm2d` in StudioGAN's
-    ``ConditionalBatchNorm2d`` layout: ``bn.running_mean``, ``bn.running_var``, ``bn.num_batches_tracked``, and
-    spectral-normed ``gain``/``bias`` as ``weight_orig``, ``weight_u``, ``weight_v`` (torch's legacy SN)."""
+    """A copy of a fastgan state dict in StudioGAN's layout, the inverse of :func:`from_studiogan_cbn`: every
+    :class:`fastgan.nn.LinearConditionalBatchNorm2d` as a ``ConditionalBatchNorm2d`` (``bn.running_mean``,
+    ``bn.running_var``, ``bn.num_batches_tracked``) and every spectral-normed weight (the CBN's gain and bias,
+    convs, linears, embeddings) as torch's legacy ``weight_orig``, ``weight_u``, ``weight_v``."""
     out = _copy(state_dict)
     for prefix in _cbn_prefixes(state_dict):
         for name in ("running_mean", "running_var", "num_batches_tracked"):
             if prefix + name in out:
                 out[prefix + "bn." + name] = out.pop(prefix + name)
-        for layer in ("gain.", "bias."):
-            _to_source_sn(out, prefix + layer, legacy=True)
+    for prefix in _sn_prefixes(state_dict):
+        _to_source_sn(out, prefix, legacy=True)
     return out
