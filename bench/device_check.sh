@@ -56,7 +56,7 @@ if [ "$BUDGET" -lt 30 ]; then BUDGET=30; fi
 BENCH_DIR=$(mktemp -d)
 echo "== fastgan bench --budget-s $BUDGET (log: $OUT_DIR/bench.log)"
 # results.md/json are rewritten after every case, so a run stopped by timeout still leaves what it measured
-timeout $((BUDGET + 75)) $PY -m fastgan bench --suite cond_batch_norm --suite conv_transpose2d --suite gradient_penalty --suite spectral_norm --suite fid --suite codebook_search --suite masked_conv2d --suite pixelcnn_sampling --suite train_step --out "$BENCH_DIR" --budget-s "$BUDGET" >"$OUT_DIR/bench.log" 2>&1
+timeout $((BUDGET + 75)) $PY -m fastgan bench --suite cond_batch_norm --suite conv_transpose2d --suite gradient_penalty --suite spectral_norm --suite fid --suite codebook_search --suite masked_conv2d --suite pixelcnn_sampling --suite train_step --suite convert --out "$BENCH_DIR" --budget-s "$BUDGET" >"$OUT_DIR/bench.log" 2>&1
 BENCH_RC=$?
 [ "$BENCH_RC" -ne 0 ] && { echo "fastgan bench exited with $BENCH_RC; its last 40 lines:"; tail -n 40 "$OUT_DIR/bench.log"; STATUS=1; }
 

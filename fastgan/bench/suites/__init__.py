@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 SUITES = ("spectral_norm", "cond_batch_norm", "conv_transpose2d", "gradient_penalty", "codebook_search",
-          "masked_conv2d", "pixelcnn_sampling", "train_step",
+          "masked_conv2d", "pixelcnn_sampling", "train_step", "convert",
           "fid", "host_overhead")
 DEFAULT_SUITES = SUITES  # what runs without --suite (without a GPU, the cases timed on the CPU need --suite)
 
