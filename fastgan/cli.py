@@ -183,6 +183,32 @@ def _version() -> str:
     return __version__
 
 
+def _convert_report(spec: str) -> int:
+    import importlib
+    import os
+
+    from torch import nn
+
+    from .convert import convert
+
+    module_name, sep, factory_name = spec.partition(":")
+    if not sep or not module_name or not factory_name:
+        raise ValueError(f"expected MODULE:FACTORY (e.g. BigGAN:Generator), got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    factory = getattr(importlib.import_module(module_name), factory_name)
+    built = factory()
+    models = built.items() if isinstance(built, dict) else (
+        [(f"{factory_name}[{i}]", m) for i, m in enumerate(built)] if isinstance(built, (tuple, list))
+        else [(factory_name, built)])
+    for name, model in models:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"{spec} returned a {type(model).__name__} for {name}, not an nn.Module")
+        _, report = convert(model, report=True)
+        print(f"== {name} ({type(model).__name__})\n{report}\n")
+    return 0
+
+
 def main(argv=None) -> int:
     """Entry point of the ``fastgan`` console script and of ``python -m fastgan``."""
     from .bench import command as bench_command
@@ -216,7 +242,19 @@ def main(argv=None) -> int:
                                        "$FASTGAN_INCEPTION_WEIGHTS)")
     fid.add_argument("--save-stats", action="store_true", help="write the statistics of folder A to B (.npz)")
     fid.add_argument("--quiet", action="store_true", help="no progress bar")
+    conv = sub.add_parser("convert", help="what fastgan.convert would do to a model: its report",
+                          description="Build the model(s) FACTORY returns (a function or class of MODULE, importable "
+                                      "from the current directory, called without arguments; it may return a model, "
+                                      "or a tuple / dict of models), convert them and print fastgan.convert's "
+                                      "report: every layer replaced and every candidate skipped, with the reason.")
+    conv.add_argument("--report", required=True, metavar="MODULE:FACTORY", help="e.g. BigGAN:Generator")
     args = parser.parse_args(argv)
+    if args.command == "convert":
+        try:
+            return _convert_report(args.report)
+        except (ImportError, AttributeError, TypeError, ValueError) as e:
+            print(f"fastgan convert: error: {e}", file=sys.stderr)
+            return 2
     if args.command == "info":
         sys.stdout.write(info_text())
         return 0
