@@ -431,11 +431,13 @@ def convert(model: nn.Module, *, spectral_norm: bool = True, batch_norm: bool = 
                     if refs.get(id(mod), 0) <= 1:
                         fusable[id(mod)] = (mod, lambda m, act: m.__dict__.__setitem__("_fastgan_act", act))
         if batch_norm and type(mod) in (nn.BatchNorm2d, nn.SyncBatchNorm) and id(mod) not in claimed:
-            sync = type(mod) is nn.SyncBatchNorm
-            opts = {"activation": None, "negative_slope": 0.01, "sync": sync,
-                    "process_group": getattr(mod, "process_group", None)}
+            sync = type(mod) is nn.SyncBatchNorm  # (syncs where torch.distributed is initialised, as torch's)
+            opts = {"activation": None, "negative_slope": 0.01, "process_group": getattr(mod, "process_group", None)}
+            if not sync:
+                opts["sync"] = False
+            cls = conv_fwd.SyncBatchNorm2d if sync else BatchNorm2d
             replace(path, type(mod).__name__, "fastgan.nn.BatchNorm2d",
-                    lambda mod=mod, opts=opts: _swap_class(mod, BatchNorm2d, **opts))
+                    lambda mod=mod, opts=opts, cls=cls: _swap_class(mod, cls, **opts))
             if refs.get(id(mod), 0) <= 1:
                 fusable[id(mod)] = (mod, _set_bn_activation)
         if conv_transpose and isinstance(mod, nn.ConvTranspose2d) and not isinstance(mod, ConvTranspose2d):

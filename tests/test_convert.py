@@ -341,3 +341,16 @@ def test_cli_prints_the_report(capsys):
     assert "StudioGANDiscriminator" in out and "blocks.0.conv2d1.weight" in out and "LegacySpectralNorm" in out
     assert main(["convert", "--report", "source_models"]) == 2
     assert "MODULE:FACTORY" in capsys.readouterr().err
+
+
+def test_sync_batchnorm_without_torch_distributed_is_a_batch_norm_as_torchs():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.SyncBatchNorm(4), nn.ReLU())
+    reference = copy.deepcopy(model)
+    fastgan.convert(model)
+    x = _randn(2, 3, 6, 6, dtype=torch.float32)
+    for train in (True, False):
+        model.train(train), reference.train(train)
+        torch.testing.assert_close(model(x), reference(x), rtol=1e-5, atol=1e-6)
+    fastgan.revert(model)
+    assert type(model[1]) is nn.SyncBatchNorm and type(model[2]) is nn.ReLU

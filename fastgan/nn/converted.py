@@ -75,3 +75,12 @@ class AppliedBatchNorm2d(BatchNorm2d):
 
     def forward(self, x: torch.Tensor, stats=None) -> torch.Tensor:
         return x
+
+
+class SyncBatchNorm2d(BatchNorm2d):
+    """What a converted ``nn.SyncBatchNorm`` becomes: like it, it syncs its statistics over its process group only
+    where ``torch.distributed`` is initialised, and is a plain batch norm elsewhere."""
+
+    @property
+    def sync(self) -> bool:
+        return dist.is_available() and dist.is_initialized()
