@@ -82,13 +82,31 @@ class ConversionReport:
 _SUBCLASSES: dict = {}
 
 
-def _subclass(source: type, kind: str, attrs: dict) -> type:
-    """``source`` with ``attrs`` (a fused forward, W_) overriding, made once per (source, kind)."""
+def _kind_attrs(kind: str) -> dict:
+    """What the subclass of each kind overrides (looked up by name, so that a pickled converted layer rebuilds)."""
+    if kind == "biggan_sn":
+        return {"W_": _biggan_W_}
+    return {"forward": _CBN_FORWARD[kind]}
+
+
+def _subclass(source: type, kind: str) -> type:
+    """``source`` with the fused forward / W_ of ``kind``, made once per (source, kind). Its instances pickle and
+    deep-copy as themselves (rebuilt through :func:`_converted_instance`)."""
     key = (source, kind)
     if key not in _SUBCLASSES:
-        _SUBCLASSES[key] = type(source.__name__, (source,), {**attrs, "__module__": source.__module__,
-                                                              "__qualname__": source.__qualname__})
+        attrs = {**_kind_attrs(kind), "_fastgan_kind": kind, "__reduce_ex__": _reduce_converted,
+                 "__module__": source.__module__, "__qualname__": source.__qualname__}
+        _SUBCLASSES[key] = type(source.__name__, (source,), attrs)
     return _SUBCLASSES[key]
+
+
+def _converted_instance(source: type, kind: str):
+    cls = _subclass(source, kind)
+    return cls.__new__(cls)
+
+
+def _reduce_converted(self, protocol):
+    return _converted_instance, (type(self).__bases__[0], type(self)._fastgan_kind), self.__dict__.copy()
 
 
 def _swap_class(obj, new_cls: type, **attrs) -> None:
@@ -387,8 +405,8 @@ def convert(model: nn.Module, *, spectral_norm: bool = True, batch_norm: bool = 
 
     ``nn.DataParallel`` / ``DistributedDataParallel`` are converted through ``.module``; a ``torch.compile``d module
     is refused (convert first, then compile). All or nothing: a weight with NaN/Inf raises ValueError before any
-    layer is changed. Save converted models with ``state_dict()`` (whole-module pickling is not supported, as for
-    torch's parametrized modules). ``fastgan.revert(model)`` undoes it.
+    layer is changed. A converted model deep-copies and pickles as itself (``torch.save(model)``, where torch can
+    pickle the source model: not with parametrizations). ``fastgan.revert(model)`` undoes it.
     """
     root, data_parallel = _unwrap(model)
     rep = ConversionReport()
@@ -425,7 +443,7 @@ def convert(model: nn.Module, *, spectral_norm: bool = True, batch_norm: bool = 
                 else:
                     if kind == "studiogan":
                         claimed.add(id(mod.bn))
-                    cls = _subclass(type(mod), kind, {"forward": _CBN_FORWARD[kind]})
+                    cls = _subclass(type(mod), kind)
                     replace(path, f"{what} ({type(mod).__name__})", "fused conditional batch norm",
                             lambda mod=mod, cls=cls: _swap_class(mod, cls))
                     if refs.get(id(mod), 0) <= 1:
@@ -553,7 +571,7 @@ def _plan_spectral_norm(path, mod, replace, skip) -> None:
         if why:
             skip(where, f"BigGAN {type(mod).__name__}", why)
             return
-        cls = _subclass(type(mod), "biggan_sn", {"W_": _biggan_W_})
+        cls = _subclass(type(mod), "biggan_sn")
         replace(where, f"BigGAN {type(mod).__name__}", "fastgan BigGANSpectralNorm (BigGAN's order, same keys)",
                 lambda mod=mod, cls=cls: _swap_class(mod, cls, _fastgan_sn=BigGANSpectralNorm()))
 

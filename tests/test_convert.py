@@ -354,3 +354,19 @@ def test_sync_batchnorm_without_torch_distributed_is_a_batch_norm_as_torchs():
         torch.testing.assert_close(model(x), reference(x), rtol=1e-5, atol=1e-6)
     fastgan.revert(model)
     assert type(model[1]) is nn.SyncBatchNorm and type(model[2]) is nn.ReLU
+
+
+def test_a_converted_model_pickles_whole_and_stays_converted(tmp_path):
+    torch.manual_seed(0)
+    G = sm.BigGANGenerator().double()
+    reference = copy.deepcopy(G)
+    fastgan.convert(G)
+    torch.save(G, tmp_path / "G.pt")
+    H = torch.load(tmp_path / "G.pt", weights_only=False)
+    assert isinstance(H.blocks[0][0].bn1.__dict__.get("_fastgan_act"), tuple)  # still the fused forward
+    assert "_fastgan_sn_group" in H.__dict__
+    z, y = _randn(3, 12), _randn(3, 6, seed=1)
+    _check64(H(z, y), reference(z, y))  # training forwards: u0, sv0, running statistics move alike
+    for (key, a), b in zip(reference.state_dict().items(), H.state_dict().values()):
+        _check64(b, a, msg=key)
+    assert len(H.__dict__["_fastgan_sn_group"]) == 16  # bound to the reloaded model's layers

@@ -393,19 +393,23 @@ class SpectralNormGroup:
         for *_, sn in self.members:
             sn._group_ref = ref
 
-    def __deepcopy__(self, memo):
-        """A deep copy of the model (``G_ema = copy.deepcopy(G)``) gets a group of its own over the copy's layers,
-        bound at its first forward; with ``update='step'`` it iterates at every training forward (the copy has no
-        optimizer to tell it about steps)."""
-        new = SpectralNormGroup.__new__(SpectralNormGroup)
-        source = self._model_ref() if self._model_ref is not None else None
-        model = memo.get(id(source)) if source is not None else None
-        new.update, new.check_finite, new.exact = "forward", self.check_finite, self.exact
-        new._used, new._saved = set(), []
-        new._depth, new._cache, new._steps, new._iterated = 0, None, 0, {}
-        new.members, new._model_ref, new._handles = [], (weakref.ref(model) if model is not None else None), []
-        new._unbound = model is not None
-        return new
+    def __getstate__(self):
+        """Copied or pickled with its model (``G_ema = copy.deepcopy(G)``, ``torch.save(model)``): the copy binds to
+        the copy's layers at its first forward and iterates at every training forward (``update='step'`` becomes
+        'forward': no optimizer comes with it)."""
+        keep = ("update", "check_finite", "exact")
+        state = {k: self.__dict__[k] for k in keep}
+        state["update"] = "forward"
+        state["_model"] = self._model_ref() if self._model_ref is not None else None
+        return state
+
+    def __setstate__(self, state):
+        model = state.pop("_model")
+        self.__dict__.update(state)
+        self._depth, self._cache, self._steps, self._iterated, self._used, self._saved = 0, None, 0, {}, set(), []
+        self.members, self._handles = [], []
+        self._model_ref = weakref.ref(model) if model is not None else None
+        self._unbound = model is not None
 
     def step(self) -> None:
         """Record an optimizer step: with ``update='step'``, the next training forward runs the power iteration."""
