@@ -153,10 +153,10 @@ class BigGANGenerator(nn.Module):
     """Hierarchical z, a shared class embedding (G_shared=True: ccbn over [shared(y), z chunk] through SN linears)
     or per-layer embeddings (G_shared=False: ccbn's gain/bias are nn.Embedding)."""
 
-    def __init__(self, ch=4, dim_z=12, n_classes=5, shared_dim=6, G_shared=True, eps=1e-6):
+    def __init__(self, ch=4, dim_z=12, n_classes=5, shared_dim=6, G_shared=True, eps=1e-6, resolution=16):
         super().__init__()
         self.ch, self.G_shared = ch, G_shared
-        self.num_blocks = 2
+        self.num_blocks = {16: 2, 32: 3}[resolution]
         self.z_chunk = dim_z // (self.num_blocks + 1)
         conv = functools.partial(BigSNConv2d, eps=eps)
         if G_shared:
@@ -169,8 +169,9 @@ class BigGANGenerator(nn.Module):
         self.shared = nn.Embedding(n_classes, shared_dim) if G_shared else nn.Identity()
         self.linear = BigSNLinear(self.z_chunk, 4 * ch * 4 * 4, eps=eps)
         up = functools.partial(F.interpolate, scale_factor=2)
-        self.blocks = nn.ModuleList([nn.ModuleList([GBlock(4 * ch, 2 * ch, conv, which_bn, self.activation, up)]),
-                                     nn.ModuleList([GBlock(2 * ch, ch, conv, which_bn, self.activation, up)])])
+        widths = [4 * ch] * (self.num_blocks - 1) + [2 * ch, ch]
+        self.blocks = nn.ModuleList([nn.ModuleList([GBlock(a, b, conv, which_bn, self.activation, up)])
+                                     for a, b in zip(widths[:-1], widths[1:])])
         self.output_layer = nn.Sequential(bn(ch), self.activation, conv(ch, 3))
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding)):

@@ -27,10 +27,15 @@ MODELS = {  # name -> (factory, inputs(step, dtype))
     "studiogan_G": (sm.StudioGANGenerator, lambda s, dt: (_randn(4, 8, seed=s, dtype=dt), _labels(4, seed=s))),
     "studiogan_D": (sm.StudioGANDiscriminator, lambda s, dt: (_randn(4, 3, 8, 8, seed=s, dtype=dt),
                                                               _labels(4, seed=s))),
+    "studiogan_D_cifar_size": (lambda: sm.StudioGANDiscriminator(ch=128, num_classes=10),
+                               lambda s, dt: (_randn(4, 3, 32, 32, seed=s, dtype=dt), _labels(4, 10, seed=s))),
     "biggan_G": (sm.BigGANGenerator, lambda s, dt: (_randn(4, 12, seed=s, dtype=dt), _randn(4, 6, seed=s + 50,
                                                                                             dtype=dt))),
     "biggan_G_embedding": (lambda: sm.BigGANGenerator(G_shared=False),
                            lambda s, dt: (_randn(4, 12, seed=s, dtype=dt), _labels(4, seed=s))),
+    "biggan_G_cifar_size": (lambda: sm.BigGANGenerator(ch=64, dim_z=128, n_classes=10, G_shared=False,
+                                                       resolution=32),  # BigGAN's CIFAR widths: 256 channels
+                            lambda s, dt: (_randn(4, 128, seed=s, dtype=dt), _labels(4, 10, seed=s))),
     "biggan_D": (sm.BigGANDiscriminator, lambda s, dt: (_randn(4, 3, 8, 8, seed=s, dtype=dt), _labels(4, seed=s))),
 }
 
@@ -157,7 +162,7 @@ def _r1(D, x, y):
     return out.mean() + 5.0 * grad.square().flatten(1).sum(1).mean()
 
 
-@pytest.mark.parametrize("name", ["studiogan_D", "biggan_D"])
+@pytest.mark.parametrize("name", ["studiogan_D", "studiogan_D_cifar_size", "biggan_D"])
 def test_r1_through_a_converted_discriminator(name):
     original, converted, _, inputs = _pair(name)
     opts = [torch.optim.SGD(m.parameters(), lr=0.05) for m in (original, converted)]
