@@ -28,6 +28,7 @@ module's forward is then the traced one, without the activation call).
 from __future__ import annotations
 
 import ast
+import copy
 import inspect
 import textwrap
 import types
@@ -314,6 +315,15 @@ def _forward_problem(parent: nn.Module) -> str | None:
     return None
 
 
+def _has_attr(module: nn.Module, target: str) -> bool:
+    obj = module
+    for part in target.split("."):
+        if not hasattr(obj, part):
+            return False
+        obj = getattr(obj, part)
+    return True
+
+
 class _LeafTracer(torch.fx.Tracer):
     def is_leaf_module(self, m, qualname) -> bool:
         return True
@@ -326,13 +336,18 @@ def _fuse_in_traced_forward(parent: nn.Module, fusable: dict, path: str, report:
     why = _forward_problem(parent)
     if why is None:
         try:
-            graph = _LeafTracer().trace(parent)
+            graph = _LeafTracer().trace(copy.copy(parent))  # (the tracer sets the constants it makes on its root)
         except Exception as e:  # noqa: BLE001 - not traceable: nothing fused here
             why = f"torch.fx cannot trace its forward ({type(e).__name__})"
     if why is not None:
         names = [n for n, c in parent._modules.items() if id(c) in fusable]
         report.skipped.append((path or "(model)", f"activation after {', '.join(names)}",
                                f"not fused: {why}"))
+        return
+    unresolved = [n.target for n in graph.nodes if n.op == "get_attr" and not _has_attr(parent, n.target)]
+    if unresolved:  # (a tensor constant the trace made: the forward, bound to the parent, could not find it)
+        report.skipped.append((path or "(model)", "activation after a batch norm",
+                               f"not fused: its trace holds constants ({', '.join(unresolved)})"))
         return
     targets = {name: parent.get_submodule(name) for name in
                {n.target for n in graph.nodes if n.op == "call_module"}}

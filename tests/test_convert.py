@@ -375,3 +375,25 @@ def test_a_converted_model_pickles_whole_and_stays_converted(tmp_path):
     for (key, a), b in zip(reference.state_dict().items(), H.state_dict().values()):
         _check64(b, a, msg=key)
     assert len(H.__dict__["_fastgan_sn_group"]) == 16  # bound to the reloaded model's layers
+
+
+_SCALE = torch.full((1, 3, 1, 1), 2.0)  # a module-level tensor: the trace holds it as a constant of its own
+
+
+class _WithConstant(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(3)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.bn(x)) * _SCALE
+
+
+def test_a_traced_forward_with_constants_is_left_as_it_is():
+    model = _WithConstant()
+    x = _randn(2, 3, 4, 4, dtype=torch.float32)
+    expected = F.relu(F.batch_norm(x, None, None, training=True)) * 2
+    _, report = fastgan.convert(model, report=True)
+    assert "forward" not in model.__dict__ and any("constants" in why for *_, why in report.skipped)
+    torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
