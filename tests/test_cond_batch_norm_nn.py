@@ -252,16 +252,22 @@ def test_biggan_plain_bn_layer_converts_gain_to_weight():
     torch.testing.assert_close(m(x), expected)
 
 
-def test_convert_swaps_batchnorm_and_fuses_relu():
+@pytest.mark.parametrize("conv_transpose", [False, True])
+def test_convert_swaps_batchnorm_and_fuses_relu(conv_transpose):
     torch.manual_seed(5)
     model = nn.Sequential(nn.ConvTranspose2d(4, 6, 4, 2, 1), nn.BatchNorm2d(6), nn.ReLU(True),
                           nn.ConvTranspose2d(6, 3, 4, 2, 1), nn.BatchNorm2d(3), nn.LeakyReLU(0.2), nn.Tanh())
     reference = copy.deepcopy(model)
     params_before = [id(p) for p in model.parameters()]
-    fastgan.convert(model)
-    assert isinstance(model[1], BatchNorm2d) and model[1].activation == "relu"
+    fastgan.convert(model, conv_transpose=conv_transpose)
     assert isinstance(model[2], nn.Identity) and isinstance(model[5], nn.Identity)
-    assert model[4].activation == "leaky_relu" and model[4].negative_slope == 0.2
+    if conv_transpose:  # ConvT -> BN -> act computed by the ConvT's slot, as ConvTransposeBNAct
+        fused = [model[i].__dict__["_fastgan_block"] for i in (0, 3)]
+        assert [(b.activation, b.negative_slope) for b in fused] == [("relu", 0.01), ("leaky_relu", 0.2)]
+        assert fused[0].bn is model[1] and fused[1].conv is model[3]
+    else:
+        assert isinstance(model[1], BatchNorm2d) and model[1].activation == "relu"
+        assert model[4].activation == "leaky_relu" and model[4].negative_slope == 0.2
     assert [id(p) for p in model.parameters()] == params_before
     assert list(model.state_dict()) == list(reference.state_dict())
     x = torch.randn(2, 4, 3, 3)

@@ -65,8 +65,11 @@ class ConvTransposeThenBatchNorm2d(ConvTranspose2d):
     convolution's epilogue in training, batch norm folded into the convolution in eval), from the same modules,
     held in ``_fastgan_block``; the batch norm's slot (:class:`AppliedBatchNorm2d`) passes its input on."""
 
-    def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
-        return self.__dict__["_fastgan_block"](x, output_size)
+    def forward(self, x: torch.Tensor, output_size=None, bn_stats: bool = False):
+        out = self.__dict__["_fastgan_block"](x, output_size)
+        # bn_stats (fastgan's own callers, e.g. the zoo's DCGAN, hand them to the next batch norm): that batch norm
+        # is applied already and takes none
+        return (out, None) if bn_stats else out
 
 
 class AppliedBatchNorm2d(BatchNorm2d):

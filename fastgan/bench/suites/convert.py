@@ -14,8 +14,10 @@ import functools
 from collections import OrderedDict
 
 from ..runner import Case
-from . import train_step as ts
 from .common import compare_with_reference, current
+from .train_step import TOLERANCE as _TOLERANCE
+from .train_step import _compile, _copy_weights, _trainer, flat_first_step, model_config
+from .train_step import configure as _configure_scale
 
 SUITE = "convert"
 DTYPES = ("float32",)
@@ -26,9 +28,9 @@ class _Bundle:
     def __init__(self, model: str, device: str):
         from ... import convert
 
-        self.eager = ts._trainer(model, device, False)
-        self.converted = ts._trainer(model, device, False)
-        ts._copy_weights(self.converted, self.eager)
+        self.eager = _trainer(model, device, False)
+        self.converted = _trainer(model, device, False)
+        _copy_weights(self.converted, self.eager)
         convert(self.converted.G)
         convert(self.converted.D)
         self.compiled = None
@@ -42,9 +44,9 @@ def _setup(model, device, with_compile):
     if with_compile:
         try:
             if b.compiled is None:
-                b.compiled = ts._trainer(model, device, False)
-                ts._copy_weights(b.compiled, b.eager)
-                ts._compile(b.compiled)
+                b.compiled = _trainer(model, device, False)
+                _copy_weights(b.compiled, b.eager)
+                _compile(b.compiled)
             impls["compile"] = b.compiled.step
         except Exception as e:  # noqa: BLE001 - recorded as this implementation's error
             impls["compile"] = e
@@ -53,14 +55,14 @@ def _setup(model, device, with_compile):
 
 def _check(model, device, impls):
     b = current((SUITE, model, device), lambda: None)
-    checks = OrderedDict([("eager", lambda: ts.flat_first_step(b.eager, b.batch)),
-                          ("fastgan[convert]", lambda: ts.flat_first_step(b.converted, b.batch))])
-    return compare_with_reference(checks, ("loss", "grads"), ts.TOLERANCE, {"loss": "loss", "grads": "grad"},
+    checks = OrderedDict([("eager", lambda: flat_first_step(b.eager, b.batch)),
+                          ("fastgan[convert]", lambda: flat_first_step(b.converted, b.batch))])
+    return compare_with_reference(checks, ("loss", "grads"), _TOLERANCE, {"loss": "loss", "grads": "grad"},
                                   same_dtype=False)
 
 
 def describe() -> dict:
-    return {"models": list(MODELS), "scale": ts.SCALE, "lines": [
+    return {"models": {m: model_config(m) for m in MODELS}, "lines": [
         "convert: Trainer.step() of the zoo's fused=False (plain PyTorch) build, before and after fastgan.convert "
         "of G and D (optimizers built before convert); compile = torch.compile of the eager G and D"]}
 
@@ -68,8 +70,7 @@ def describe() -> dict:
 def cases(device: str = "cuda", dtypes=DTYPES, backends=("auto",)) -> list[Case]:
     out = []
     for model in MODELS:
-        name, res, batch = ts.MODELS[model]
-        n = max(2, batch // ts.SCALE)
+        name, res, n = model_config(model)
         out.append(Case(SUITE, f"{model} train step, batch {n}, converted", "float32", "fwd+bwd", 0,
                         "a whole step: no byte floor", device=device,
                         params={"model": name, "resolution": res, "batch": n},
@@ -79,4 +80,4 @@ def cases(device: str = "cuda", dtypes=DTYPES, backends=("auto",)) -> list[Case]
 
 
 def configure(args) -> None:
-    ts.configure(args)  # (--ts-scale, shared with the train_step suite)
+    _configure_scale(args)  # (--ts-scale, shared with the train_step suite)

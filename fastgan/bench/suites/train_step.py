@@ -141,6 +141,12 @@ def _first_step(trainer, batch):
     return torch.stack([loss_d.detach(), loss_g.detach()]), list(grads_d) + list(grads_g)
 
 
+def model_config(model: str) -> tuple[str, int, int]:
+    """(zoo name, resolution, batch after --ts-scale) of a model label."""
+    name, res, batch = MODELS[model]
+    return name, res, max(2, batch // SCALE)
+
+
 def flat_first_step(trainer, batch):
     """:func:`_first_step` with every gradient in one vector: its error is relative to the norm of all of them
     (a conv bias before a batch norm has a gradient of ~0, whose own relative error is noise)."""
