@@ -226,6 +226,24 @@ class BigGANDiscriminator(nn.Module):
         return out + torch.sum(self.embed(y) * h, 1, keepdim=True)
 
 
+class G_D(nn.Module):
+    """BigGAN's training wrapper: G (under no_grad unless training G) then D, on [G(z), x] or in two calls."""
+
+    def __init__(self, G, D):
+        super().__init__()
+        self.G, self.D = G, D
+
+    def forward(self, z, gy, x=None, dy=None, train_G=False, split_D=False):
+        with torch.set_grad_enabled(train_G):
+            G_z = self.G(z, self.G.shared(gy))
+        if x is None:
+            return self.D(G_z, gy)
+        if split_D:
+            return self.D(G_z, gy), self.D(x, dy)
+        out = self.D(torch.cat([G_z, x]), torch.cat([gy, dy]))
+        return torch.split(out, [G_z.shape[0], x.shape[0]])
+
+
 # ---------------------------------------------------------------- PyTorch-StudioGAN style
 
 

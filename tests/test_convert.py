@@ -280,6 +280,29 @@ def test_group_iterates_exactly_as_the_layers_would_alone():
             _check64(b, a, msg=f"{key} at step {step}")
 
 
+@pytest.mark.parametrize("split_D", [False, True])
+def test_biggans_G_D_wrapper_converted_whole_trains_as_the_original(split_D):
+    """One group over G and D: G runs under no_grad in a D step, D after it with gradient (once or twice)."""
+    torch.manual_seed(0)
+    original = sm.G_D(sm.BigGANGenerator(), sm.BigGANDiscriminator(ch=4, n_classes=5)).double()
+    converted = fastgan.convert(copy.deepcopy(original))
+    opts = {id(m): (torch.optim.SGD(m.G.parameters(), lr=0.05), torch.optim.SGD(m.D.parameters(), lr=0.05))
+            for m in (original, converted)}
+    for step in range(3):
+        z, gy, x = _randn(4, 12, seed=step), _labels(4, seed=step), _randn(4, 3, 16, 16, seed=step + 9)
+        for m in (original, converted):
+            opt_G, opt_D = opts[id(m)]
+            opt_D.zero_grad()
+            fake, real = m(z, gy, x, gy, split_D=split_D)
+            (F.relu(1 - real).mean() + F.relu(1 + fake).mean()).backward()
+            opt_D.step()
+            opt_G.zero_grad()
+            (-m(z, gy, train_G=True, split_D=split_D).mean()).backward()
+            opt_G.step()
+        for (key, a), b in zip(original.state_dict().items(), converted.state_dict().values()):
+            _check64(b, a, msg=f"{key} after step {step}")
+
+
 class _BranchOnInput(nn.Module):
     def __init__(self):
         super().__init__()

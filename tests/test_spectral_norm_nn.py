@@ -292,6 +292,34 @@ def test_layers_called_outside_the_model_forward_compute_their_own_weight():
     torch.testing.assert_close(model(x), twin(x))
 
 
+class _FrozenThenTrained(nn.Module):
+    """Two SN parts in one forward, the first run under no_grad (as BigGAN's G_D runs G for a D step)."""
+
+    def __init__(self):
+        super().__init__()
+        self.first, self.second = _disc(fastgan.nn.spectral_norm, seed=1), _disc(fastgan.nn.spectral_norm, seed=2)
+
+    def forward(self, x):
+        with torch.no_grad():
+            h = self.first(x)
+        return self.second(x + h.mean())
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_a_group_pass_under_no_grad_still_gives_later_layers_their_gradient(exact):
+    model = _FrozenThenTrained()
+    twin = copy.deepcopy(model)
+    SpectralNormGroup(model, exact=exact)
+    x = torch.randn(2, 3, 8, 8)
+    for m in (model, twin):
+        m(x).sum().backward()
+    for a, b in zip(_originals(model.second), _originals(twin.second)):
+        assert a.grad is not None
+        torch.testing.assert_close(a.grad, b.grad)
+    for a, b in zip(_uvs(model), _uvs(twin)):  # one iteration each, as alone
+        torch.testing.assert_close(a, b)
+
+
 def test_group_checks_finiteness_and_names_the_layer():
     model = _disc(fastgan.nn.spectral_norm)
     SpectralNormGroup(model, check_finite=True)

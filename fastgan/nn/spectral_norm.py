@@ -339,7 +339,8 @@ class SpectralNormGroup:
     if this forward does not use it, and a member used twice in one forward iterates once. ``exact=True`` (what
     ``fastgan.convert`` attaches) removes both: the vectors of members this forward did not use are put back at its
     end (one copy of all u, v per training forward), and a second use computes that layer again on its own.
-    Members iterate in their own order and mode (parametrization, legacy hook, BigGAN).
+    Members iterate in their own order and mode (parametrization, legacy hook, BigGAN). A pass that ran under
+    ``no_grad`` (a wrapper running G so before D) leaves the layers used later with gradient their gradient.
 
     ``update="forward"`` (default): one power iteration per training forward, as PyTorch.
     ``update="step"``: one power iteration per optimizer step: the first training forward after each
@@ -451,10 +452,20 @@ class SpectralNormGroup:
             if id(sn) in self._used:
                 return None  # used again in this forward: it iterates again, on its own, as it would alone
             self._used.add(id(sn))
-        hit[3].group_done(hit[2], hit[4])
-        return hit[1]
+        out, sigma = hit[1], hit[4]
+        if torch.is_grad_enabled() and not self._cache_grad:
+            # The pass ran under no_grad (BigGAN's G_D runs G so before D): normalise again, with gradient, from
+            # the vectors the pass left (no second iteration), which is what a pass with gradient would give.
+            u, v, dim, eps, u_first = hit[5]
+            outs, sigmas = sn_op.spectral_normalize([weight], [u], [v], dims=[dim], n_power_iterations=0, eps=eps,
+                                                    u_first=u_first, check_finite=self.check_finite,
+                                                    names=[hit[6]])
+            out, sigma = outs[0], sigmas[0]
+        hit[3].group_done(hit[2], sigma)
+        return out
 
     def _compute(self) -> dict[int, torch.Tensor]:
+        self._cache_grad = torch.is_grad_enabled()
         parts: dict = {}
         for name, mod, tname, sn in self.members:
             if not getattr(sn, "fusable", lambda m: True)(mod):
@@ -483,7 +494,8 @@ class SpectralNormGroup:
                                 enumerate(zip(items, vectors))]
             state = group.power_iteration(n, eps, u_first, backend, self.check_finite)
             for item, w, sigma in zip(items, group.normalize(state, backend), state[:len(items)]):
-                out[id(item[6])] = (item[1], w, item[5], item[6], sigma)
+                out[id(item[6])] = (item[1], w, item[5], item[6], sigma, (item[2], item[3], item[4], eps, u_first),
+                                    item[0])
         return out
 
     def remove(self) -> None:
