@@ -31,7 +31,6 @@ import ast
 import copy
 import inspect
 import textwrap
-import types
 from dataclasses import dataclass, field
 
 import torch
@@ -87,6 +86,8 @@ def _kind_attrs(kind: str) -> dict:
     """What the subclass of each kind overrides (looked up by name, so that a pickled converted layer rebuilds)."""
     if kind == "biggan_sn":
         return {"W_": _biggan_W_}
+    if kind == "traced":
+        return {"forward": _run_trace}
     return {"forward": _CBN_FORWARD[kind]}
 
 
@@ -283,36 +284,63 @@ def _probe_biggan_sn(mod) -> str | None:
 # ---------------------------------------------------------------- activation fusion in traced forwards
 
 
-def _forward_problem(parent: nn.Module) -> str | None:
-    """Why ``parent``'s forward cannot be replaced by its torch.fx trace, or None. The trace equals the forward
-    when nothing in it depends on Python state the trace would fix: no branch whose test reads anything but
-    ``self`` attributes and constants, no loop, try or with, no starred arguments, no writes to attributes or
-    globals (dropped by the trace), no calls of methods of ``self`` (traced inline, unchecked) or of print."""
+_CONSTANT_TYPES = (str, int, float, bool, type(None))
+
+
+def _forward_problem(parent: nn.Module) -> tuple[str | None, dict]:
+    """Why ``parent``'s forward cannot be replaced by its torch.fx trace (or None), and the ``self`` attributes its
+    branches read, with their values now. The trace equals the forward when nothing in it depends on Python state
+    the trace would fix: no branch whose test reads anything but literals and ``self`` attributes (not
+    ``training``: eval would keep the training branch; the trace checks that the others still hold what they held),
+    no loop, try or with, no starred arguments, no writes to attributes or globals (dropped by the trace), no calls
+    of methods of ``self`` (traced inline, unchecked) or of print."""
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(type(parent).forward)))
     except (OSError, TypeError, SyntaxError):
-        return "its forward's source is not available"
+        return "its forward's source is not available", {}
     func = tree.body[0]
     if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)) or func.args.vararg or func.args.kwarg:
-        return "its forward takes *args or **kwargs"
+        return "its forward takes *args or **kwargs", {}
+    branch_attrs: dict = {}
     for node in ast.walk(func):
         if isinstance(node, (ast.For, ast.While, ast.Try, ast.With, ast.ListComp, ast.GeneratorExp, ast.Lambda,
                              ast.AugAssign, ast.Global, ast.Nonlocal, ast.Yield, ast.Await)):
-            return f"its forward has a {type(node).__name__} statement"
+            return f"its forward has a {type(node).__name__} statement", {}
         if isinstance(node, ast.Assign) and any(not isinstance(t, (ast.Name, ast.Tuple)) for t in node.targets):
-            return "its forward writes an attribute or an item"
+            return "its forward writes an attribute or an item", {}
         if isinstance(node, (ast.If, ast.IfExp, ast.Assert)):
             for name in ast.walk(node.test):
                 if isinstance(name, ast.Name) and name.id != "self":
-                    return f"its forward branches on {name.id!r} (torch.fx would keep one branch)"
+                    return f"its forward branches on {name.id!r} (torch.fx would keep one branch)", {}
+                if isinstance(name, ast.Attribute) and name.attr == "training":
+                    return "its forward branches on the training flag (torch.fx would keep one mode's branch)", {}
+                if isinstance(name, ast.Attribute) and isinstance(name.value, ast.Name):
+                    if isinstance(getattr(parent, name.attr, None), torch.Tensor):
+                        return f"its forward branches on the tensor self.{name.attr}", {}
+                    branch_attrs[name.attr] = getattr(parent, name.attr, None)
         if isinstance(node, ast.Call):
             f = node.func
             if isinstance(f, ast.Name) and f.id in ("print", "setattr", "exec", "eval"):
-                return f"its forward calls {f.id}"
+                return f"its forward calls {f.id}", {}
             if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "self" and \
                     inspect.isfunction(getattr(type(parent), f.attr, None)):
-                return f"its forward calls the method self.{f.attr}"
-    return None
+                return f"its forward calls the method self.{f.attr}", {}
+    return None, branch_attrs
+
+
+def _run_trace(self, *args, **kwargs):
+    """The forward of a module whose forward :func:`convert` replaced by its torch.fx trace without the fused
+    activations: the trace's code run on the module itself (so DataParallel replicas run on theirs), refusing to
+    run once an attribute its branches read has changed."""
+    trace, branch_attrs = self.__dict__["_fastgan_trace"]
+    for name, value in () if torch.compiler.is_compiling() else branch_attrs.items():  # (dynamo: no `is`)
+        now = getattr(self, name, None)
+        if now is not value and not (isinstance(value, _CONSTANT_TYPES) and type(now) is type(value) and now == value):
+            raise RuntimeError(
+                f"fastgan.convert replaced {type(self).__name__}.forward by its torch.fx trace, taken with "
+                f"self.{name} = {value!r}; it is now {now!r}, and the trace would still take the old branch. "
+                f"Set it back, or fastgan.revert(model) and convert again")
+    return type(trace).forward(self, *args, **kwargs)
 
 
 def _has_attr(module: nn.Module, target: str) -> bool:
@@ -333,7 +361,9 @@ def _fuse_in_traced_forward(parent: nn.Module, fusable: dict, path: str, report:
                             plan: list) -> None:
     """If ``parent``'s forward calls a batch norm in ``fusable`` (id -> (module, set_act)) whose output only feeds
     a ReLU/LeakyReLU, plan the swap of its forward for the trace without that call."""
-    why = _forward_problem(parent)
+    why, branch_attrs = _forward_problem(parent)
+    if why is None and "_fastgan_source" in parent.__dict__:
+        why = "it is itself a converted layer"
     if why is None:
         try:
             graph = _LeafTracer().trace(copy.copy(parent))  # (the tracer sets the constants it makes on its root)
@@ -371,14 +401,13 @@ def _fuse_in_traced_forward(parent: nn.Module, fusable: dict, path: str, report:
     for bn_node, act_node, _, _ in edits:
         act_node.replace_all_uses_with(bn_node)
         graph.erase_node(act_node)
-    gm = torch.fx.GraphModule(parent, graph, class_name=type(parent).__name__)
-    fused_forward = type(gm).forward
+    # The GraphModule is kept for its generated forward (and pickles with the model); it runs on ``parent``.
+    trace = torch.fx.GraphModule(parent, graph, class_name=type(parent).__name__)
 
-    def apply(parent=parent, edits=edits, fused_forward=fused_forward):
+    def apply(parent=parent, edits=edits, trace=trace):
         for _, _, act, (bn, set_act) in edits:
             set_act(bn, act)
-        parent.__dict__["forward"] = types.MethodType(fused_forward, parent)
-        parent.__dict__["_fastgan_traced"] = True
+        _swap_class(parent, _subclass(type(parent), "traced"), _fastgan_trace=(trace, branch_attrs))
 
     plan.append(apply)
     for bn_node, act_node, act, _ in edits:
@@ -624,8 +653,6 @@ def revert(model: nn.Module) -> nn.Module:
         for name, child in list(mod._modules.items()):
             if isinstance(child, _FusedAway):
                 mod._modules[name] = child._fastgan_replaced
-        if mod.__dict__.pop("_fastgan_traced", False):
-            mod.__dict__.pop("forward", None)
         if parametrize.is_parametrized(mod):
             for plist in mod.parametrizations.values():
                 for p in plist:

@@ -420,3 +420,59 @@ def test_a_traced_forward_with_constants_is_left_as_it_is():
     _, report = fastgan.convert(model, report=True)
     assert "forward" not in model.__dict__ and any("constants" in why for *_, why in report.skipped)
     torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+
+
+class _LeakyBlock(nn.Module):
+    """A block torch.fx traces: BN -> LeakyReLU (not idempotent, unlike ReLU), a branch on a config attribute."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.act = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.LeakyReLU(0.2)
+        self.mode = "plain"
+
+    def forward(self, x):
+        h = self.act(self.bn(self.conv(x)))
+        return h if self.mode == "plain" else -h
+
+
+class _TrainingBranch(_LeakyBlock):
+    def forward(self, x):
+        h = self.act(self.bn(self.conv(x)))
+        return h * 2 if self.training else h
+
+
+def test_a_traced_forward_pickles_deep_copies_and_reverts_as_itself(tmp_path):
+    torch.manual_seed(0)
+    original = _LeakyBlock().double()
+    converted, report = fastgan.convert(copy.deepcopy(original), report=True)
+    assert any("torch.fx trace" in to for *_, to in report.replaced) and converted.bn.activation == "leaky_relu"
+    torch.save(converted, tmp_path / "block.pt")
+    pairs = [(converted, original), (copy.deepcopy(converted), copy.deepcopy(original)),
+             (torch.load(tmp_path / "block.pt", weights_only=False), copy.deepcopy(original))]
+    x = _randn(2, 3, 5, 5)
+    for model, reference in pairs:
+        _check64(model(x), reference(x))
+        model.eval(), reference.eval()
+        _check64(model(x), reference(x))
+    fastgan.revert(converted)
+    assert type(converted) is _LeakyBlock and type(converted.act) is nn.LeakyReLU
+    _check64(converted(x), original(x))
+
+
+def test_a_traced_forward_refuses_to_run_once_a_branch_attribute_changed():
+    converted = fastgan.convert(_LeakyBlock())
+    converted.mode = "negated"
+    with pytest.raises(RuntimeError, match=r"self.mode = 'plain'; it is now 'negated'.*revert"):
+        converted(_randn(2, 3, 5, 5, dtype=torch.float32))
+
+
+def test_a_forward_that_branches_on_the_training_flag_is_not_traced():
+    torch.manual_seed(0)
+    original = _TrainingBranch().double()
+    converted, report = fastgan.convert(copy.deepcopy(original), report=True)
+    assert type(converted) is _TrainingBranch and converted.bn.activation is None
+    assert any("training flag" in why for *_, why in report.skipped)
+    x = _randn(2, 3, 5, 5)
+    _check64(converted(x), original(x))
+    original.eval(), converted.eval()
+    _check64(converted(x), original(x))
