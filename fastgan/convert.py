@@ -21,9 +21,11 @@ Recognised:
   ``nn.ConvTranspose2d``                                 :class:`fastgan.nn.ConvTranspose2d`
   =====================================================  ====================================================
 
-A ReLU / LeakyReLU that is the only use of a batch norm's output is fused into it: inside an ``nn.Sequential``,
-and in a module whose forward torch.fx can trace and which has no control flow that depends on its inputs (the
-module's forward is then the traced one, without the activation call).
+A ReLU / LeakyReLU that is the only use of a batch norm's output is computed with it in one call, and so is a
+ConvTranspose2d -> BatchNorm2d (-> ReLU) run: inside an ``nn.Sequential`` while its slots hold the run in a row,
+and in a module whose forward torch.fx can trace and which has no control flow that depends on its inputs (its
+forward is then the trace, with the two calls made one). Each layer called on its own computes as its source did;
+a run whose layers have hooks is computed layer by layer.
 """
 from __future__ import annotations
 
@@ -56,10 +58,12 @@ _VECTOR_DTYPES = (torch.float32, torch.float64)
 
 @dataclass
 class ConversionReport:
-    """What :func:`convert` did: ``replaced`` (path, from, to) for every layer changed, ``skipped`` (path, what,
-    why) for every candidate left as it was. ``print(report)`` shows both as tables."""
+    """What :func:`convert` did: ``replaced`` (path, from, to) for every layer changed, ``fused`` (where, layers,
+    how) for every run of layers computed in one call, ``skipped`` (path, what, why) for every candidate left as
+    it was. ``print(report)`` shows them as tables."""
 
     replaced: list = field(default_factory=list)
+    fused: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
 
     def __str__(self) -> str:
@@ -71,6 +75,8 @@ class ConversionReport:
             return "\n".join(lines)
 
         out = [f"replaced {len(self.replaced)}:", table(self.replaced, ("module", "from", "to"))]
+        if self.fused:
+            out += ["", f"fused {len(self.fused)}:", table(self.fused, ("in", "layers", "as"))]
         if self.skipped:
             out += ["", f"skipped {len(self.skipped)}:", table(self.skipped, ("module", "what", "why"))]
         return "\n".join(out)
@@ -88,7 +94,9 @@ def _kind_attrs(kind: str) -> dict:
         return {"W_": _biggan_W_}
     if kind == "traced":
         return {"forward": _run_trace}
-    return {"forward": _CBN_FORWARD[kind]}
+    if kind == "sequential":
+        return {"forward": conv_fwd.sequential_forward}
+    return {"forward": conv_fwd.CBN_FORWARD[kind]}
 
 
 def _subclass(source: type, kind: str) -> type:
@@ -139,17 +147,6 @@ def _restore_class(obj) -> bool:
     obj.__dict__.update(saved)
     obj.__class__ = cls
     return True
-
-
-class _FusedAway(nn.Identity):
-    """Where an activation was that is now fused into the batch norm before it (its module kept for revert)."""
-
-    def __init__(self, activation: nn.Module):
-        super().__init__()
-        self.__dict__["_fastgan_replaced"] = activation
-
-    def extra_repr(self) -> str:
-        return f"fused into the previous layer: {self._fastgan_replaced!r}"
 
 
 def _biggan_W_(self):
@@ -222,10 +219,6 @@ def _cbn_problem(mod, kind) -> str | None:
     return None
 
 
-_CBN_FORWARD = {"ccbn": conv_fwd.biggan_ccbn_forward, "bn": conv_fwd.biggan_bn_forward,
-                "studiogan": conv_fwd.studiogan_cbn_forward}
-
-
 def _num_features(mod, kind) -> int:
     return mod.bn.num_features if kind == "studiogan" else mod.stored_mean.numel()
 
@@ -273,7 +266,7 @@ def _probe_cbn(mod, kind) -> str | None:
         if y is None:
             return f"its gain layer ({type(mod.gain).__name__}) takes an input fastgan cannot build to check it"
         args = (x, y)
-    return _eval_probe(mod, lambda: type(mod).forward(mod, *args), lambda: _CBN_FORWARD[kind](mod, *args))
+    return _eval_probe(mod, lambda: type(mod).forward(mod, *args), lambda: conv_fwd.CBN_FORWARD[kind](mod, *args))
 
 
 def _probe_biggan_sn(mod) -> str | None:
@@ -353,14 +346,19 @@ def _has_attr(module: nn.Module, target: str) -> bool:
 
 
 class _LeafTracer(torch.fx.Tracer):
+    """Modules are leaves; the fused call stays one node (also when torch.load re-traces the saved trace)."""
+
+    def __init__(self):
+        super().__init__(autowrap_functions=(conv_fwd.norm_then_act,))
+
     def is_leaf_module(self, m, qualname) -> bool:
         return True
 
 
 def _fuse_in_traced_forward(parent: nn.Module, fusable: dict, path: str, report: ConversionReport,
                             plan: list) -> None:
-    """If ``parent``'s forward calls a batch norm in ``fusable`` (id -> (module, set_act)) whose output only feeds
-    a ReLU/LeakyReLU, plan the swap of its forward for the trace without that call."""
+    """If ``parent``'s forward calls a batch norm in ``fusable`` (id -> module) whose output only feeds a
+    ReLU/LeakyReLU, plan the swap of its forward for its trace with the two calls made one."""
     why, branch_attrs = _forward_problem(parent)
     if why is None and "_fastgan_source" in parent.__dict__:
         why = "it is itself a converted layer"
@@ -385,36 +383,44 @@ def _fuse_in_traced_forward(parent: nn.Module, fusable: dict, path: str, report:
     for node in graph.nodes:
         if node.op == "call_module" and id(targets[node.target]) in fusable:
             bn_calls.setdefault(node.target, []).append(node)
+    at = (lambda name: f"{path}.{name}") if path else (lambda name: name)
     edits = []
     for target, nodes in bn_calls.items():
-        if len(nodes) != 1 or len(nodes[0].users) != 1:
+        if len(nodes) != 1:
+            report.skipped.append((at(target), "activation after it", "not fused: the forward calls it twice"))
             continue
-        user = next(iter(nodes[0].users))
+        users = list(nodes[0].users)
         act = None
-        if user.op == "call_module" and user.args == (nodes[0],) and not user.kwargs:
-            act = activations.of_module(targets[user.target], activations.BATCH_NORM)
-        if act is None or act[0] is None:
+        if len(users) == 1 and users[0].op == "call_module" and users[0].args == (nodes[0],) and not users[0].kwargs:
+            act = _act_of(targets[users[0].target])
+        if act is None:
+            if any(u.op == "call_module" and _act_of(targets[u.target]) for u in users):
+                report.skipped.append((at(target), "activation after it",
+                                       "not fused: its output has another use (a residual)"))
             continue
-        edits.append((nodes[0], user, act, fusable[id(targets[target])]))
+        if conv_fwd._hooked(targets[target], targets[users[0].target]):
+            report.skipped.append((at(users[0].target), f"activation after {at(target)}",
+                                   "not fused: hooks are registered on them"))
+            continue
+        edits.append((nodes[0], users[0], act))
     if not edits:
         return
-    for bn_node, act_node, _, _ in edits:
-        act_node.replace_all_uses_with(bn_node)
+    for bn_node, act_node, act in edits:  # bn(*args) -> act(...) becomes norm_then_act(bn, act, spec, *args)
+        with graph.inserting_before(bn_node):
+            fused = graph.call_function(conv_fwd.norm_then_act, (graph.get_attr(bn_node.target),
+                                                                 graph.get_attr(act_node.target), act,
+                                                                 *bn_node.args), dict(bn_node.kwargs))
+        act_node.replace_all_uses_with(fused)
         graph.erase_node(act_node)
+        graph.erase_node(bn_node)
     # The GraphModule is kept for its generated forward (and pickles with the model); it runs on ``parent``.
     trace = torch.fx.GraphModule(parent, graph, class_name=type(parent).__name__)
-
-    def apply(parent=parent, edits=edits, trace=trace):
-        for _, _, act, (bn, set_act) in edits:
-            set_act(bn, act)
-        _swap_class(parent, _subclass(type(parent), "traced"), _fastgan_trace=(trace, branch_attrs))
-
-    plan.append(apply)
-    for bn_node, act_node, act, _ in edits:
-        where = f"{path}.{act_node.target}" if path else act_node.target
-        report.replaced.append((where, f"{type(parent.get_submodule(act_node.target)).__name__} after "
-                                f"{bn_node.target}", f"fused into {bn_node.target} ({act[0]}); the forward of "
-                                f"{type(parent).__name__} is its torch.fx trace"))
+    plan.append(lambda parent=parent, trace=trace: _swap_class(parent, _subclass(type(parent), "traced"),
+                                                               _fastgan_trace=(trace, branch_attrs)))
+    for bn_node, act_node, act in edits:
+        report.fused.append((path or "(model)", f"{bn_node.target} ({type(targets[bn_node.target]).__name__}) -> "
+                             f"{act_node.target} ({type(targets[act_node.target]).__name__})",
+                             f"one fused call ({act[0]}) in the torch.fx trace of {type(parent).__name__}.forward"))
 
 
 # ---------------------------------------------------------------- convert / revert
@@ -456,7 +462,7 @@ def convert(model: nn.Module, *, spectral_norm: bool = True, batch_norm: bool = 
     rep = ConversionReport()
     plan: list = []  # closures, run after every check passed
     claimed: set = set()  # modules converted as part of another (a StudioGAN CBN's bn)
-    fusable: dict = {}  # id(batch norm) -> (module, set_act): batch norms that can take an activation
+    fusable: dict = {}  # id(batch norm) -> module: batch norms (called from one place) that can take an activation
     modules = list(root.named_modules())
     refs: dict = {}
     for _, parent in modules:
@@ -471,6 +477,9 @@ def convert(model: nn.Module, *, spectral_norm: bool = True, batch_norm: bool = 
         rep.replaced.append((path or "(model)", what, to))
         plan.append(fn)
 
+    already = sum("_fastgan_source" in mod.__dict__ for _, mod in modules)
+    if already:
+        skip("", f"{already} layers converted before", "left as they are (fastgan.revert(model) undoes that)")
     for path, mod in modules:
         if "_fastgan_source" in mod.__dict__:
             continue  # converted already
@@ -491,7 +500,7 @@ def convert(model: nn.Module, *, spectral_norm: bool = True, batch_norm: bool = 
                     replace(path, f"{what} ({type(mod).__name__})", "fused conditional batch norm",
                             lambda mod=mod, cls=cls: _swap_class(mod, cls))
                     if refs.get(id(mod), 0) <= 1:
-                        fusable[id(mod)] = (mod, lambda m, act: m.__dict__.__setitem__("_fastgan_act", act))
+                        fusable[id(mod)] = mod
         if batch_norm and type(mod) in (nn.BatchNorm2d, nn.SyncBatchNorm) and id(mod) not in claimed:
             sync = type(mod) is nn.SyncBatchNorm  # (syncs where torch.distributed is initialised, as torch's)
             opts = {"activation": None, "negative_slope": 0.01, "process_group": getattr(mod, "process_group", None)}
@@ -501,7 +510,7 @@ def convert(model: nn.Module, *, spectral_norm: bool = True, batch_norm: bool = 
             replace(path, type(mod).__name__, "fastgan.nn.BatchNorm2d",
                     lambda mod=mod, opts=opts, cls=cls: _swap_class(mod, cls, **opts))
             if refs.get(id(mod), 0) <= 1:
-                fusable[id(mod)] = (mod, _set_bn_activation)
+                fusable[id(mod)] = mod
         if conv_transpose and isinstance(mod, nn.ConvTranspose2d) and not isinstance(mod, ConvTranspose2d):
             if type(mod) is not nn.ConvTranspose2d:
                 skip(path, type(mod).__name__, "a subclass or parametrized ConvTranspose2d (its forward may differ); "
@@ -514,7 +523,7 @@ def convert(model: nn.Module, *, spectral_norm: bool = True, batch_norm: bool = 
 
     if fuse_activation:
         for path, parent in modules:
-            if isinstance(parent, nn.Sequential):
+            if isinstance(parent, nn.Sequential) and type(parent).forward is nn.Sequential.forward:
                 _plan_sequential_fusion(path, parent, fusable, rep, plan, conv_transpose)
             elif not isinstance(parent, (nn.ModuleList, nn.ModuleDict)) and id(parent) not in fusable and \
                     any(id(c) in fusable for c in parent._modules.values()):
@@ -527,60 +536,62 @@ def convert(model: nn.Module, *, spectral_norm: bool = True, batch_norm: bool = 
     return (model, rep) if report else model
 
 
-def _set_bn_activation(bn, act) -> None:
-    bn.activation, bn.negative_slope = act
+def _act_of(module) -> tuple[str, float] | None:
+    """(name, slope) of a ReLU / LeakyReLU module that a batch norm can apply, else None."""
+    act = activations.of_module(module, activations.BATCH_NORM) if module is not None else None
+    return act if act is not None and act[0] is not None else None
+
+
+def _fuse_run(seq, head, partners: tuple, runner, arg) -> None:
+    """Mark ``head`` and the ``partners`` after it in ``seq`` as one run (computed by ``runner(head, partners, arg,
+    x)`` while ``seq`` holds them in a row); ``seq`` runs on :func:`fastgan.nn.converted.sequential_forward`."""
+    _swap_again(head, type(head), _fastgan_run=(partners, runner, arg))
+    if getattr(type(seq), "_fastgan_kind", None) != "sequential":
+        _swap_class(seq, _subclass(type(seq), "sequential"))
 
 
 def _plan_sequential_fusion(path, seq, fusable, rep, plan, conv_transpose: bool) -> None:
     names = list(seq._modules)
-    for i, name in enumerate(names[:-1]):
-        child, nxt = seq._modules[name], seq._modules[names[i + 1]]
+    at = (lambda name: f"{path}.{name}") if path else (lambda name: name)
+    i = 0
+    while i < len(names) - 1:
+        child, nxt = seq._modules[names[i]], seq._modules[names[i + 1]]
         if conv_transpose and type(child) is nn.ConvTranspose2d and _conv_bn_pair(child, nxt, fusable):
             after = seq._modules[names[i + 2]] if i + 2 < len(names) else None
-            _plan_conv_bn(path, seq, names[i:i + 3], child, nxt, after, fusable, rep, plan)
-            continue
-        if id(child) not in fusable or _cbn_kind(child) in ("ccbn", "studiogan"):
-            continue
-        act = activations.of_module(nxt, activations.BATCH_NORM)
-        if act is None or act[0] is None:
-            continue
-        bn, set_act = fusable.pop(id(child))
+            act = _act_of(after) if not conv_fwd._hooked(after) else None
+            run = names[i:i + (3 if act else 2)]
+            fusable.pop(id(nxt))
+            partners = (nxt, after) if act else (nxt,)
 
-        def apply(seq=seq, slot=names[i + 1], nxt=nxt, bn=bn, set_act=set_act, act=act):
-            set_act(bn, act)
-            seq._modules[slot] = _FusedAway(nxt)
+            def apply(seq=seq, conv=child, partners=partners):
+                block = ConvTransposeBNAct.from_modules(conv, *partners)
+                _fuse_run(seq, conv, partners, conv_fwd.run_conv_bn, block)
 
-        plan.append(apply)
-        where = f"{path}.{names[i + 1]}" if path else names[i + 1]
-        rep.replaced.append((where, type(nxt).__name__, f"fused into {name} ({act[0]})"))
+            plan.append(apply)
+            rep.fused.append((path or "(model)", " -> ".join(f"{n} ({type(seq._modules[n]).__name__})" for n in run),
+                              "one fastgan.nn.ConvTransposeBNAct call when run in a row (BN statistics in the "
+                              "conv's epilogue, BN folded into the conv in eval)"))
+            i += len(run)
+            continue
+        if id(child) in fusable and _cbn_kind(child) not in ("ccbn", "studiogan"):
+            act = _act_of(nxt)
+            if act is not None and conv_fwd._hooked(child, nxt):
+                rep.skipped.append((at(names[i + 1]), f"{type(nxt).__name__} after {at(names[i])}",
+                                    "not fused: hooks are registered on them"))
+            elif act is not None:
+                bn = fusable.pop(id(child))
+                plan.append(lambda seq=seq, bn=bn, nxt=nxt, act=act: _fuse_run(seq, bn, (nxt,),
+                                                                                conv_fwd.run_norm_act, act))
+                rep.fused.append((path or "(model)", f"{names[i]} ({type(child).__name__}) -> {names[i + 1]} "
+                                  f"({type(nxt).__name__})", f"one fused call ({act[0]}) when run in a row"))
+                i += 2
+                continue
+        i += 1
 
 
 def _conv_bn_pair(conv, bn, fusable) -> bool:
     return (id(bn) in fusable and type(bn) in (nn.BatchNorm2d, nn.SyncBatchNorm) and conv.padding_mode == "zeros"
-            and bn.num_features == conv.out_channels and not (conv._forward_pre_hooks or conv._forward_hooks or
-                                                              bn._forward_pre_hooks or bn._forward_hooks))
-
-
-def _plan_conv_bn(path, seq, slots, conv, bn, after, fusable, rep, plan) -> None:
-    """ConvTranspose2d -> BatchNorm2d (-> ReLU/LeakyReLU) in an nn.Sequential: computed together by the conv's
-    slot (statistics in its epilogue, BN folded in eval), the BN's slot passing its input on; keys unchanged."""
-    fusable.pop(id(bn))
-    act = activations.of_module(after, activations.BATCH_NORM) if after is not None else None
-    act = act if act is not None and act[0] is not None else None
-
-    def apply(seq=seq, slots=slots, conv=conv, bn=bn, after=after, act=act):
-        block = ConvTransposeBNAct.from_modules(conv, bn, after if act else None)
-        _swap_again(conv, conv_fwd.ConvTransposeThenBatchNorm2d, _fastgan_block=block)
-        _swap_again(bn, conv_fwd.AppliedBatchNorm2d)
-        if act:
-            seq._modules[slots[2]] = _FusedAway(after)
-
-    plan.append(apply)
-    where = lambda k: f"{path}.{slots[k]}" if path else slots[k]  # noqa: E731
-    rep.replaced.append((where(0), f"ConvTranspose2d -> {type(bn).__name__}" + (f" -> {type(after).__name__}" if act
-                                                                                  else ""),
-                         "computed together as fastgan.nn.ConvTransposeBNAct (BN statistics in the conv's epilogue, "
-                         f"BN folded into the conv in eval); {where(1)} passes its input on"))
+            and bn.num_features == conv.out_channels and not conv_fwd._hooked(conv, bn))
 
 
 def _plan_spectral_norm(path, mod, replace, skip) -> None:
@@ -643,16 +654,13 @@ def _attach_group(root, data_parallel, rep) -> None:
 
 def revert(model: nn.Module) -> nn.Module:
     """Undo :func:`convert` in place: every converted layer is again its source class (same Parameters, buffers
-    with their current values, keys), fused activations are back in their place, the group is removed. Layers
+    with their current values, keys), each computed on its own again, the group is removed. Layers
     fastgan built itself (``fastgan.nn.*``) stay. Returns ``model``."""
     root, _ = _unwrap(model)
     group = root.__dict__.pop("_fastgan_sn_group", None)
     if group is not None:
         group.remove()
     for mod in list(root.modules()):
-        for name, child in list(mod._modules.items()):
-            if isinstance(child, _FusedAway):
-                mod._modules[name] = child._fastgan_replaced
         if parametrize.is_parametrized(mod):
             for plist in mod.parametrizations.values():
                 for p in plist:

@@ -260,14 +260,16 @@ def test_convert_swaps_batchnorm_and_fuses_relu(conv_transpose):
     reference = copy.deepcopy(model)
     params_before = [id(p) for p in model.parameters()]
     fastgan.convert(model, conv_transpose=conv_transpose)
-    assert isinstance(model[2], nn.Identity) and isinstance(model[5], nn.Identity)
-    if conv_transpose:  # ConvT -> BN -> act computed by the ConvT's slot, as ConvTransposeBNAct
-        fused = [model[i].__dict__["_fastgan_block"] for i in (0, 3)]
-        assert [(b.activation, b.negative_slope) for b in fused] == [("relu", 0.01), ("leaky_relu", 0.2)]
-        assert fused[0].bn is model[1] and fused[1].conv is model[3]
+    runs = [model[i].__dict__["_fastgan_run"] for i in ((0, 3) if conv_transpose else (1, 4))]
+    assert [partners for partners, *_ in runs] == ([(model[1], model[2]), (model[4], model[5])] if conv_transpose
+                                                   else [(model[2],), (model[5],)])
+    if conv_transpose:  # ConvT -> BN -> act computed by one ConvTransposeBNAct on the same modules
+        blocks = [block for *_, block in runs]
+        assert [(b.activation, b.negative_slope) for b in blocks] == [("relu", 0.01), ("leaky_relu", 0.2)]
+        assert blocks[0].bn is model[1] and blocks[1].conv is model[3]
     else:
-        assert isinstance(model[1], BatchNorm2d) and model[1].activation == "relu"
-        assert model[4].activation == "leaky_relu" and model[4].negative_slope == 0.2
+        assert isinstance(model[1], BatchNorm2d) and [spec for *_, spec in runs] == [("relu", 0.01),
+                                                                                     ("leaky_relu", 0.2)]
     assert [id(p) for p in model.parameters()] == params_before
     assert list(model.state_dict()) == list(reference.state_dict())
     x = torch.randn(2, 4, 3, 3)

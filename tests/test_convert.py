@@ -99,11 +99,12 @@ def test_report_lists_each_kind_of_layer_and_the_fused_activations():
     rows = {(path, to.split(" ")[0]) for path, _, to in report.replaced}
     assert ("blocks.0.0.bn1", "fused") in rows and ("output_layer.0", "fused") in rows
     assert ("blocks.0.0.conv1.weight", "fastgan") in rows and ("blocks.0.0.bn1.gain.weight", "fastgan") in rows
-    fused = [r for r in report.replaced if "torch.fx trace" in r[2]]
-    assert len(fused) == 4  # bn1 and bn2 of both GBlocks
-    assert any(r[0] == "output_layer.1" and "fused into 0" in r[2] for r in report.replaced)
+    traced = [r for r in report.fused if "torch.fx trace" in r[2]]
+    assert sorted((where, layers.split(" ")[0]) for where, layers, _ in traced) == [
+        ("blocks.0.0", "bn1"), ("blocks.0.0", "bn2"), ("blocks.1.0", "bn1"), ("blocks.1.0", "bn2")]
+    assert ("output_layer", "0 (bn) -> 1 (ReLU)", "one fused call (relu) when run in a row") in report.fused
     text = str(report)
-    assert "replaced" in text and "blocks.1.0.bn2" in text
+    assert "replaced" in text and "fused 5:" in text and "blocks.1.0.bn2" in text
     _, _, report, _ = _pair("studiogan_G")
     kinds = [what for _, what, _ in report.replaced]
     assert kinds.count("torch.nn.utils.spectral_norm") == 17
@@ -319,7 +320,7 @@ class _BranchOnInput(nn.Module):
 def test_a_forward_that_branches_on_its_inputs_is_not_traced():
     model = _BranchOnInput()
     _, report = fastgan.convert(model, report=True)
-    assert "forward" not in model.__dict__ and model.bn.activation is None
+    assert type(model) is _BranchOnInput and not report.fused
     assert any("branches on 'flip'" in why for _, _, why in report.skipped)
     x = _randn(2, 3, 4, 4, dtype=torch.float32)
     torch.testing.assert_close(model(x, flip=True), F.relu(F.batch_norm(x, None, None, training=True)).flip(-1),
@@ -391,7 +392,7 @@ def test_a_converted_model_pickles_whole_and_stays_converted(tmp_path):
     fastgan.convert(G)
     torch.save(G, tmp_path / "G.pt")
     H = torch.load(tmp_path / "G.pt", weights_only=False)
-    assert isinstance(H.blocks[0][0].bn1.__dict__.get("_fastgan_act"), tuple)  # still the fused forward
+    assert "_fastgan_trace" in H.blocks[0][0].__dict__  # still the fused forward
     assert "_fastgan_sn_group" in H.__dict__
     z, y = _randn(3, 12), _randn(3, 6, seed=1)
     _check64(H(z, y), reference(z, y))  # training forwards: u0, sv0, running statistics move alike
@@ -418,7 +419,8 @@ def test_a_traced_forward_with_constants_is_left_as_it_is():
     x = _randn(2, 3, 4, 4, dtype=torch.float32)
     expected = F.relu(F.batch_norm(x, None, None, training=True)) * 2
     _, report = fastgan.convert(model, report=True)
-    assert "forward" not in model.__dict__ and any("constants" in why for *_, why in report.skipped)
+    assert type(model) is _WithConstant and not report.fused
+    assert any("constants" in why for *_, why in report.skipped)
     torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
 
 
@@ -445,7 +447,7 @@ def test_a_traced_forward_pickles_deep_copies_and_reverts_as_itself(tmp_path):
     torch.manual_seed(0)
     original = _LeakyBlock().double()
     converted, report = fastgan.convert(copy.deepcopy(original), report=True)
-    assert any("torch.fx trace" in to for *_, to in report.replaced) and converted.bn.activation == "leaky_relu"
+    assert [layers for _, layers, _ in report.fused] == ["bn (BatchNorm2d) -> act (LeakyReLU)"]
     torch.save(converted, tmp_path / "block.pt")
     pairs = [(converted, original), (copy.deepcopy(converted), copy.deepcopy(original)),
              (torch.load(tmp_path / "block.pt", weights_only=False), copy.deepcopy(original))]
@@ -470,9 +472,99 @@ def test_a_forward_that_branches_on_the_training_flag_is_not_traced():
     torch.manual_seed(0)
     original = _TrainingBranch().double()
     converted, report = fastgan.convert(copy.deepcopy(original), report=True)
-    assert type(converted) is _TrainingBranch and converted.bn.activation is None
+    assert type(converted) is _TrainingBranch and not report.fused
     assert any("training flag" in why for *_, why in report.skipped)
     x = _randn(2, 3, 5, 5)
     _check64(converted(x), original(x))
     original.eval(), converted.eval()
     _check64(converted(x), original(x))
+
+
+def _dcgan_pair(**kwargs):
+    torch.manual_seed(0)
+    original = sm.DCGANGenerator().double()
+    return original, fastgan.convert(copy.deepcopy(original), **kwargs)
+
+
+@pytest.mark.parametrize("edit", ["bn", "conv", "act"])
+def test_a_layer_assigned_into_a_converted_sequential_computes_as_assigned(edit):
+    original, converted = _dcgan_pair()
+    for model in (original, converted):
+        torch.manual_seed(1)
+        new = {"bn": lambda: nn.BatchNorm2d(32), "conv": lambda: nn.ConvTranspose2d(16, 32, 4, 1, 0, bias=False),
+               "act": lambda: nn.LeakyReLU(0.2)}[edit]().double()
+        model.main[{"bn": 1, "conv": 0, "act": 2}[edit]] = new
+    z = _randn(3, 16, 1, 1)
+    _check64(converted(z), original(z))
+
+
+def test_single_layers_slices_and_a_loop_over_a_converted_sequential_compute_as_before():
+    original, converted = _dcgan_pair()
+    z = _randn(3, 16, 1, 1)
+    h = original.main[0](z)
+    _check64(converted.main[0](z), h)  # the ConvT alone, not ConvT -> BN -> ReLU
+    _check64(converted.main[1](h), original.main[1](h))  # the BN alone
+    _check64(converted.main[:1](z), original.main[:1](z))  # a slice that cuts a run
+    _check64(converted.main[3:6](h.relu()), original.main[3:6](h.relu()))  # one that holds one, fused
+    x, y = z, z
+    for a, b in zip(original.main, converted.main):
+        x, y = a(x), b(y)
+    _check64(y, x)
+    for (key, a), b in zip(original.state_dict().items(), converted.state_dict().values()):
+        _check64(b, a, msg=key)  # each call moved the running statistics alike
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_hooks_on_fused_layers_run_as_they_would(when):
+    torch.manual_seed(0)
+    original = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
+                             nn.ConvTranspose2d(4, 4, 4, 2, 1), nn.BatchNorm2d(4), nn.ReLU()).double()
+    converted = copy.deepcopy(original)
+    seen = {id(m): [] for m in (original, converted)}
+
+    def hook(model):
+        model[2].register_forward_pre_hook(lambda mod, args: (args[0] - 1,))
+        model[4].register_forward_hook(lambda mod, args, out: seen[id(model)].append(out.min().item()))
+
+    if when == "before":
+        hook(converted)
+    converted, report = fastgan.convert(converted, report=True)
+    if when == "before":
+        assert not report.fused and any("hooks" in why for *_, why in report.skipped)
+    else:
+        assert len(report.fused) == 2
+        hook(converted)
+    hook(original)
+    x = _randn(2, 3, 6, 6)
+    _check64(converted(x), original(x))
+    assert seen[id(converted)] == pytest.approx(seen[id(original)]) and seen[id(original)][0] < 0
+
+
+def test_a_converted_batch_norm_given_the_wrong_channels_says_so():
+    _, converted = _dcgan_pair()
+    with pytest.raises(ValueError, match=r"BatchNorm2d: expected x with 32 channels"):
+        converted.main[1](_randn(2, 31, 4, 4))
+
+
+def test_converting_twice_says_what_was_left():
+    _, converted = _dcgan_pair()
+    _, report = fastgan.convert(converted, report=True)
+    assert not report.replaced and not report.fused
+    assert any("converted before" in what for _, what, _ in report.skipped)
+
+
+def test_a_residual_batch_norm_output_is_not_fused_and_the_report_says_why():
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn, self.act = nn.BatchNorm2d(3), nn.ReLU()
+
+        def forward(self, x):
+            h = self.bn(x)
+            return self.act(h) + h
+
+    model, report = fastgan.convert(Residual(), report=True)
+    assert not report.fused and any("another use" in why for *_, why in report.skipped)
+    x = _randn(2, 3, 4, 4, dtype=torch.float32)
+    h = F.batch_norm(x, None, None, training=True)
+    torch.testing.assert_close(model(x), h.relu() + h, rtol=1e-5, atol=1e-5)

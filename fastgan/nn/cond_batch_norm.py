@@ -26,6 +26,9 @@ def _bn_forward(m, x: torch.Tensor, weight, bias, stats=None, opts=None) -> torc
     opts = m if opts is None else opts
     if x.dim() != 4:
         raise ValueError(f"{type(m).__name__}: expected 4D input (got {x.dim()}D input)")
+    if x.shape[1] != m.num_features:
+        raise ValueError(f"{type(m).__name__}: expected x with {m.num_features} channels (N, {m.num_features}, H, W), "
+                         f"got {tuple(x.shape)}")
     factor = 0.0 if m.momentum is None else m.momentum
     if m.training and m.track_running_stats and m.num_batches_tracked is not None:
         m.num_batches_tracked.add_(1)

@@ -1,11 +1,13 @@
 """What ``fastgan.convert`` installs in the layers of other codebases: the forward of their batch-norm layers
-computed by the fused conditional batch norm, and ConvTranspose2d -> BatchNorm2d pairs of an ``nn.Sequential``
-computed together, each on the layer's own parameters, buffers and submodules (so its state-dict keys and every
-reference to it stay as they were).
+computed by the fused conditional batch norm, and the runs of layers it computes in one call (batch norm ->
+activation, ConvTranspose2d -> batch norm -> activation), each on the layers' own parameters, buffers and
+submodules (so state-dict keys and every reference to a layer stay as they were).
 
-Each function is the ``forward`` of a subclass that convert makes of the source class (the layer keeps its
-identity; ``fastgan.revert`` restores the class). A fused activation is read from the layer's ``_fastgan_act``,
-(name, slope), set by convert where the layer's output only feeds that activation.
+A converted layer called on its own computes what its source did. Runs are fused only where their parent calls
+them in a row: an ``nn.Sequential`` whose slots still hold the run (:func:`sequential_forward`; a slot assigned
+since, or a slice that cuts the run, computes layer by layer), or a traced forward calling
+:func:`norm_then_act`. Where a layer of a run has hooks (registered before or after convert), the run is computed
+layer by layer, so they run.
 """
 from __future__ import annotations
 
@@ -15,29 +17,27 @@ from torch import nn
 
 from ..ops.cond_batch_norm import conditional_batch_norm
 from .cond_batch_norm import BatchNorm2d, _bn_forward
-from .conv_transpose2d import ConvTranspose2d
 
-
-def _act(layer) -> tuple[str | None, float]:
-    return layer.__dict__.get("_fastgan_act", (None, 0.01))
+_NO_ACT = (None, 0.01)
 
 
 def _per_sample(t: torch.Tensor, n: int) -> torch.Tensor:
     return t.reshape(n, -1)
 
 
-def biggan_ccbn_forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def biggan_ccbn_forward(self, x: torch.Tensor, y: torch.Tensor, act=_NO_ACT) -> torch.Tensor:
     """BigGAN-PyTorch ``ccbn`` (``norm_style='bn'``): ``F.batch_norm(x, stored_mean, stored_var, None, None,
-    training, 0.1, eps) * (1 + gain(y)) + bias(y)`` (its momentum is 0.1 whatever ``self.momentum`` says)."""
+    training, 0.1, eps) * (1 + gain(y)) + bias(y)`` (its momentum is 0.1 whatever ``self.momentum`` says), then
+    the activation ``act`` (name, slope) where it is fused."""
     n = y.size(0)
-    act, slope = _act(self)
+    act, slope = act
     return conditional_batch_norm(x, _per_sample(1 + self.gain(y), n), _per_sample(self.bias(y), n),
                                   self.stored_mean, self.stored_var, self.training, 0.1, self.eps, act, slope)
 
 
-def biggan_bn_forward(self, x: torch.Tensor, y=None) -> torch.Tensor:
+def biggan_bn_forward(self, x: torch.Tensor, y=None, act=_NO_ACT) -> torch.Tensor:
     """BigGAN-PyTorch ``bn``: ``F.batch_norm(x, stored_mean, stored_var, gain, bias, training, momentum, eps)``."""
-    act, slope = _act(self)
+    act, slope = act
     return conditional_batch_norm(x, self.gain, self.bias, self.stored_mean, self.stored_var, self.training,
                                   self.momentum, self.eps, act, slope)
 
@@ -47,37 +47,20 @@ class _Options:
 
     def __init__(self, bn: nn.Module, act: tuple[str | None, float]):
         self.activation, self.negative_slope = act
-        self.sync = isinstance(bn, nn.SyncBatchNorm) and dist.is_available() and dist.is_initialized()
+        self.sync = bn.sync if isinstance(bn, BatchNorm2d) else (
+            isinstance(bn, nn.SyncBatchNorm) and dist.is_available() and dist.is_initialized())
         self.process_group = getattr(bn, "process_group", None)
 
 
-def studiogan_cbn_forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def studiogan_cbn_forward(self, x: torch.Tensor, y: torch.Tensor, act=_NO_ACT) -> torch.Tensor:
     """StudioGAN ``ConditionalBatchNorm2d``: ``bn(x) * (1 + gain(y)) + bias(y)`` with ``bn`` a
     ``BatchNorm2d(affine=False)`` (its momentum, ``num_batches_tracked`` and eval behaviour)."""
     n = y.size(0)
     return _bn_forward(self.bn, x, _per_sample(1 + self.gain(y), n), _per_sample(self.bias(y), n),
-                       opts=_Options(self.bn, _act(self)))
+                       opts=_Options(self.bn, act))
 
 
-class ConvTransposeThenBatchNorm2d(ConvTranspose2d):
-    """A ``ConvTranspose2d`` whose next slot in its ``nn.Sequential`` is a batch norm (and maybe an activation):
-    it computes all of them as :class:`fastgan.nn.ConvTransposeBNAct` does (batch statistics from the
-    convolution's epilogue in training, batch norm folded into the convolution in eval), from the same modules,
-    held in ``_fastgan_block``; the batch norm's slot (:class:`AppliedBatchNorm2d`) passes its input on."""
-
-    def forward(self, x: torch.Tensor, output_size=None, bn_stats: bool = False):
-        out = self.__dict__["_fastgan_block"](x, output_size)
-        # bn_stats (fastgan's own callers, e.g. the zoo's DCGAN, hand them to the next batch norm): that batch norm
-        # is applied already and takes none
-        return (out, None) if bn_stats else out
-
-
-class AppliedBatchNorm2d(BatchNorm2d):
-    """A batch norm that the ``ConvTranspose2d`` before it in its ``nn.Sequential`` applies: it passes its input
-    on (its parameters, buffers and keys are the batch norm's, updated by that convolution's call)."""
-
-    def forward(self, x: torch.Tensor, stats=None) -> torch.Tensor:
-        return x
+CBN_FORWARD = {"ccbn": biggan_ccbn_forward, "bn": biggan_bn_forward, "studiogan": studiogan_cbn_forward}
 
 
 class SyncBatchNorm2d(BatchNorm2d):
@@ -87,3 +70,63 @@ class SyncBatchNorm2d(BatchNorm2d):
     @property
     def sync(self) -> bool:
         return dist.is_available() and dist.is_initialized()
+
+
+# ---------------------------------------------------------------- runs of layers computed in one call
+
+
+def _hooked(*mods: nn.Module) -> bool:
+    g = nn.modules.module
+    return bool(g._global_forward_hooks or g._global_forward_pre_hooks or g._global_backward_hooks) or any(
+        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks for m in mods)
+
+
+def norm_then_act(norm: nn.Module, act: nn.Module, spec: tuple[str, float], *args, **kwargs) -> torch.Tensor:
+    """``act(norm(*args, **kwargs))`` as one fused call: ``norm`` a converted batch norm (fastgan's BatchNorm2d,
+    or a converted BigGAN / StudioGAN layer), ``act`` the ReLU / LeakyReLU module, ``spec`` its (name, slope)."""
+    if _hooked(norm, act):
+        return act(norm(*args, **kwargs))
+    kind = getattr(type(norm), "_fastgan_kind", None)
+    if kind in CBN_FORWARD:
+        return CBN_FORWARD[kind](norm, *args, act=spec, **kwargs)
+    return _bn_then(norm, spec, *args, **kwargs)
+
+
+def _bn_then(bn: nn.Module, spec: tuple[str, float], x: torch.Tensor, stats=None) -> torch.Tensor:
+    return _bn_forward(bn, x, bn.weight, bn.bias, stats, opts=_Options(bn, spec))
+
+
+def run_norm_act(norm: nn.Module, partners: tuple, spec: tuple[str, float], x: torch.Tensor) -> torch.Tensor:
+    """A batch norm and the activation in the slot after it."""
+    return norm_then_act(norm, partners[0], spec, x)
+
+
+def run_conv_bn(conv: nn.Module, partners: tuple, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A ConvTranspose2d, the batch norm after it (and the activation after that) as ``block``, a
+    :class:`fastgan.nn.ConvTransposeBNAct` on the same modules (statistics from the convolution's epilogue, the
+    batch norm folded into it in eval)."""
+    if _hooked(conv, *partners) or not isinstance(x, torch.Tensor) or x.dim() != 4:
+        for m in (conv, *partners):  # (unbatched input: the batch norm refuses it, as it would have)
+            x = m(x)
+        return x
+    return block(x)
+
+
+def sequential_forward(self, input):
+    """``nn.Sequential.forward`` where each run of layers convert fused that is still in place, in a row, is one
+    call (the head layer holds ``_fastgan_run``: the layers after it, the runner and its argument)."""
+    mods = list(self._modules.values())
+    i = 0
+    while i < len(mods):
+        head = mods[i]
+        run = head.__dict__.get("_fastgan_run")
+        if run is not None:
+            partners, runner, arg = run
+            k = len(partners)
+            if i + k < len(mods) and all(mods[i + 1 + j] is p for j, p in enumerate(partners)):
+                input = runner(head, partners, arg, input)
+                i += 1 + k
+                continue
+        input = head(input)
+        i += 1
+    return input
