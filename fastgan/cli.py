@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch
@@ -211,6 +212,16 @@ def _convert_report(spec: str) -> int:
 
 def main(argv=None) -> int:
     """Entry point of the ``fastgan`` console script and of ``python -m fastgan``."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # the reader of stdout stopped early (`fastgan ... | head`): stop quietly, as tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _main(argv=None) -> int:
     from .bench import command as bench_command
 
     argv = sys.argv[1:] if argv is None else list(argv)
