@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import inspect
 import textwrap
 from dataclasses import dataclass, field
@@ -41,7 +42,6 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import _SpectralNorm as TorchSN
 from torch.nn.utils.spectral_norm import SpectralNorm as TorchLegacySN
 
-from . import activations
 from .nn import converted as conv_fwd
 from .nn.cond_batch_norm import BatchNorm2d
 from .nn.conv_transpose2d import ConvTranspose2d, ConvTransposeBNAct
@@ -88,12 +88,16 @@ class ConversionReport:
 _SUBCLASSES: dict = {}
 
 
-def _kind_attrs(kind: str) -> dict:
+def _kind_attrs(source: type, kind: str) -> dict:
     """What the subclass of each kind overrides (looked up by name, so that a pickled converted layer rebuilds)."""
     if kind == "biggan_sn":
         return {"W_": _biggan_W_}
     if kind == "traced":
-        return {"forward": _run_trace}
+        @functools.wraps(source.forward)  # (its signature, for introspection)
+        def forward(self, *args, **kwargs):
+            return _run_trace(self, *args, **kwargs)
+
+        return {"forward": forward}
     if kind == "sequential":
         return {"forward": conv_fwd.sequential_forward}
     return {"forward": conv_fwd.CBN_FORWARD[kind]}
@@ -104,7 +108,7 @@ def _subclass(source: type, kind: str) -> type:
     deep-copy as themselves (rebuilt through :func:`_converted_instance`)."""
     key = (source, kind)
     if key not in _SUBCLASSES:
-        attrs = {**_kind_attrs(kind), "_fastgan_kind": kind, "__reduce_ex__": _reduce_converted,
+        attrs = {**_kind_attrs(source, kind), "_fastgan_kind": kind, "__reduce_ex__": _reduce_converted,
                  "__module__": source.__module__, "__qualname__": source.__qualname__}
         _SUBCLASSES[key] = type(source.__name__, (source,), attrs)
     return _SUBCLASSES[key]
@@ -280,58 +284,77 @@ def _probe_biggan_sn(mod) -> str | None:
 _CONSTANT_TYPES = (str, int, float, bool, type(None))
 
 
+def _constant(value) -> bool:
+    return isinstance(value, _CONSTANT_TYPES) or (isinstance(value, tuple) and all(map(_constant, value)))
+
+
 def _forward_problem(parent: nn.Module) -> tuple[str | None, dict]:
-    """Why ``parent``'s forward cannot be replaced by its torch.fx trace (or None), and the ``self`` attributes its
-    branches read, with their values now. The trace equals the forward when nothing in it depends on Python state
-    the trace would fix: no branch whose test reads anything but literals and ``self`` attributes (not
-    ``training``: eval would keep the training branch; the trace checks that the others still hold what they held),
-    no loop, try or with, no starred arguments, no writes to attributes or globals (dropped by the trace), no calls
-    of methods of ``self`` (traced inline, unchecked) or of print."""
+    """Why ``parent``'s forward cannot be replaced by its torch.fx trace (or None), and the attributes of ``parent``
+    the trace would fix, with their values now (the trace checks that they still hold them). The trace equals the
+    forward when nothing in it depends on Python state the trace would fix: ``self`` attributes read are submodules,
+    parameters, buffers, constants (str, number, bool, None, tuples of them) or functions, never ``training`` (eval
+    would run the training path); no branch whose test reads anything but those and literals; no loop, try or
+    with, no starred arguments, no writes to attributes or globals (dropped by the trace), no calls of methods of
+    ``self`` (traced inline, unchecked) or of print."""
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(type(parent).forward)))
     except (OSError, TypeError, SyntaxError):
         return "its forward's source is not available", {}
     func = tree.body[0]
-    if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)) or func.args.vararg or func.args.kwarg:
+    if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)) or func.args.vararg or func.args.kwarg or \
+            not func.args.args:
         return "its forward takes *args or **kwargs", {}
-    branch_attrs: dict = {}
+    me = func.args.args[0].arg  # (self, by convention)
+    state = {**parent._modules, **parent._parameters, **parent._buffers}
+    fixed: dict = {}
     for node in ast.walk(func):
         if isinstance(node, (ast.For, ast.While, ast.Try, ast.With, ast.ListComp, ast.GeneratorExp, ast.Lambda,
                              ast.AugAssign, ast.Global, ast.Nonlocal, ast.Yield, ast.Await)):
             return f"its forward has a {type(node).__name__} statement", {}
         if isinstance(node, ast.Assign) and any(not isinstance(t, (ast.Name, ast.Tuple)) for t in node.targets):
             return "its forward writes an attribute or an item", {}
+        if isinstance(node, ast.Attribute) and node.attr == "training":
+            return "its forward reads the training flag (torch.fx would keep one mode's path)", {}
         if isinstance(node, (ast.If, ast.IfExp, ast.Assert)):
             for name in ast.walk(node.test):
-                if isinstance(name, ast.Name) and name.id != "self":
+                if isinstance(name, ast.Name) and name.id != me:
                     return f"its forward branches on {name.id!r} (torch.fx would keep one branch)", {}
-                if isinstance(name, ast.Attribute) and name.attr == "training":
-                    return "its forward branches on the training flag (torch.fx would keep one mode's branch)", {}
-                if isinstance(name, ast.Attribute) and isinstance(name.value, ast.Name):
-                    if isinstance(getattr(parent, name.attr, None), torch.Tensor):
-                        return f"its forward branches on the tensor self.{name.attr}", {}
-                    branch_attrs[name.attr] = getattr(parent, name.attr, None)
-        if isinstance(node, ast.Call):
-            f = node.func
-            if isinstance(f, ast.Name) and f.id in ("print", "setattr", "exec", "eval"):
-                return f"its forward calls {f.id}", {}
-            if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "self" and \
-                    inspect.isfunction(getattr(type(parent), f.attr, None)):
-                return f"its forward calls the method self.{f.attr}", {}
-    return None, branch_attrs
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == me and \
+                node.attr not in state:
+            static = inspect.getattr_static(parent, node.attr, None)
+            if isinstance(static, property):
+                return f"its forward reads the property self.{node.attr}", {}
+            value = getattr(parent, node.attr, None)
+            if inspect.ismethod(value) and value.__self__ is parent:
+                return f"its forward calls the method self.{node.attr}", {}
+            if not (_constant(value) or inspect.isfunction(value) or inspect.isbuiltin(value) or
+                    isinstance(value, functools.partial)):
+                return (f"its forward reads self.{node.attr}, a {type(value).__name__}, whose contents the trace "
+                        "would fix"), {}
+            fixed[node.attr] = value
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+                node.func.id in ("print", "setattr", "exec", "eval"):
+            return f"its forward calls {node.func.id}", {}
+    return None, fixed
 
 
 def _run_trace(self, *args, **kwargs):
-    """The forward of a module whose forward :func:`convert` replaced by its torch.fx trace without the fused
-    activations: the trace's code run on the module itself (so DataParallel replicas run on theirs), refusing to
-    run once an attribute its branches read has changed."""
-    trace, branch_attrs = self.__dict__["_fastgan_trace"]
-    for name, value in () if torch.compiler.is_compiling() else branch_attrs.items():  # (dynamo: no `is`)
+    """The forward of a module whose forward :func:`convert` replaced by its torch.fx trace with fused calls: the
+    trace's code run on the module itself (so DataParallel replicas run on theirs), refusing to run once an
+    attribute the trace fixed has changed (constants are checked under torch.compile too, which then guards on
+    them; functions only eagerly: dynamo has no identity of a partial)."""
+    trace, fixed = self.__dict__["_fastgan_trace"]
+    compiling = torch.compiler.is_compiling()
+    for name, value in fixed.items():
         now = getattr(self, name, None)
-        if now is not value and not (isinstance(value, _CONSTANT_TYPES) and type(now) is type(value) and now == value):
+        if _constant(value):
+            same = type(now) is type(value) and now == value
+        else:
+            same = compiling or now is value
+        if not same:
             raise RuntimeError(
                 f"fastgan.convert replaced {type(self).__name__}.forward by its torch.fx trace, taken with "
-                f"self.{name} = {value!r}; it is now {now!r}, and the trace would still take the old branch. "
+                f"self.{name} = {value!r}; it is now {now!r}, and the trace would still compute with the old one. "
                 f"Set it back, or fastgan.revert(model) and convert again")
     return type(trace).forward(self, *args, **kwargs)
 
@@ -359,7 +382,7 @@ def _fuse_in_traced_forward(parent: nn.Module, fusable: dict, path: str, report:
                             plan: list) -> None:
     """If ``parent``'s forward calls a batch norm in ``fusable`` (id -> module) whose output only feeds a
     ReLU/LeakyReLU, plan the swap of its forward for its trace with the two calls made one."""
-    why, branch_attrs = _forward_problem(parent)
+    why, fixed = _forward_problem(parent)
     if why is None and "_fastgan_source" in parent.__dict__:
         why = "it is itself a converted layer"
     if why is None:
@@ -405,18 +428,18 @@ def _fuse_in_traced_forward(parent: nn.Module, fusable: dict, path: str, report:
         edits.append((nodes[0], users[0], act))
     if not edits:
         return
-    for bn_node, act_node, act in edits:  # bn(*args) -> act(...) becomes norm_then_act(bn, act, spec, *args)
+    for bn_node, act_node, _ in edits:  # bn(*args) -> act(...) becomes norm_then_act(bn, act, *args)
         with graph.inserting_before(bn_node):
             fused = graph.call_function(conv_fwd.norm_then_act, (graph.get_attr(bn_node.target),
-                                                                 graph.get_attr(act_node.target), act,
-                                                                 *bn_node.args), dict(bn_node.kwargs))
+                                                                 graph.get_attr(act_node.target), *bn_node.args),
+                                        dict(bn_node.kwargs))
         act_node.replace_all_uses_with(fused)
         graph.erase_node(act_node)
         graph.erase_node(bn_node)
     # The GraphModule is kept for its generated forward (and pickles with the model); it runs on ``parent``.
     trace = torch.fx.GraphModule(parent, graph, class_name=type(parent).__name__)
     plan.append(lambda parent=parent, trace=trace: _swap_class(parent, _subclass(type(parent), "traced"),
-                                                               _fastgan_trace=(trace, branch_attrs)))
+                                                               _fastgan_trace=(trace, fixed)))
     for bn_node, act_node, act in edits:
         report.fused.append((path or "(model)", f"{bn_node.target} ({type(targets[bn_node.target]).__name__}) -> "
                              f"{act_node.target} ({type(targets[act_node.target]).__name__})",
@@ -538,8 +561,7 @@ def convert(model: nn.Module, *, spectral_norm: bool = True, batch_norm: bool = 
 
 def _act_of(module) -> tuple[str, float] | None:
     """(name, slope) of a ReLU / LeakyReLU module that a batch norm can apply, else None."""
-    act = activations.of_module(module, activations.BATCH_NORM) if module is not None else None
-    return act if act is not None and act[0] is not None else None
+    return conv_fwd._act_spec(module) if module is not None else None
 
 
 def _fuse_run(seq, head, partners: tuple, runner, arg) -> None:

@@ -2,6 +2,8 @@
 the converted model is the same model (outputs, gradients, state over optimizer steps, in float64 against the
 unconverted original), keeps its checkpoints' keys both ways, reports what it did, and reverts."""
 import copy
+import inspect
+import types
 
 import pytest
 import source_models as sm
@@ -568,3 +570,68 @@ def test_a_residual_batch_norm_output_is_not_fused_and_the_report_says_why():
     x = _randn(2, 3, 4, 4, dtype=torch.float32)
     h = F.batch_norm(x, None, None, training=True)
     torch.testing.assert_close(model(x), h.relu() + h, rtol=1e-5, atol=1e-5)
+
+
+class _Scaled(nn.Module):
+    """A traced forward reading a float attribute (a fade-in alpha) and calling its BN with a keyword."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.act = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.LeakyReLU(0.2)
+        self.alpha = 0.5
+
+    def forward(self, x):
+        return self.act(self.bn(input=self.conv(x))) * self.alpha
+
+
+class _Config(_Scaled):
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x))) * self.cfg.scale
+
+
+class _Dropout(_Scaled):
+    def forward(self, x):
+        return F.dropout(self.act(self.bn(self.conv(x))), 0.5, self.training)
+
+
+class _OtherSelf(_Scaled):
+    def forward(s, x):  # noqa: N805 - the first argument need not be called self
+        return s.helper(s.act(s.bn(s.conv(x))))
+
+    def helper(self, h):
+        return h * 2 if self.alpha > 1 else h
+
+
+def test_activations_and_modules_changed_after_convert_are_followed():
+    torch.manual_seed(0)
+    seq = nn.Sequential(nn.ConvTranspose2d(3, 4, 4, 2, 1), nn.BatchNorm2d(4), nn.LeakyReLU(0.2),
+                        nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4), nn.LeakyReLU(0.2)).double()
+    for original, edit in [(seq, lambda m: [setattr(m[i], "negative_slope", 0.5) for i in (2, 5)]),
+                           (_Scaled().double(), lambda m: setattr(m.act, "negative_slope", 0.5)),
+                           (_Scaled().double(), lambda m: setattr(m, "act", nn.Tanh())),
+                           (_Scaled().double(), lambda m: setattr(m, "bn", nn.Identity()))]:
+        converted, report = fastgan.convert(copy.deepcopy(original), report=True)
+        assert report.fused
+        x = _randn(2, 3, 5, 5)
+        for model in (original, converted):
+            edit(model)
+        for train in (True, False):
+            original.train(train), converted.train(train)
+            _check64(converted(x), original(x))
+
+
+def test_what_a_trace_would_fix_is_checked_or_not_traced():
+    converted = fastgan.convert(_Scaled())
+    assert list(inspect.signature(converted.forward).parameters) == ["x"]
+    x = _randn(2, 3, 5, 5, dtype=torch.float32)
+    converted(x)
+    converted.alpha = 1.0
+    with pytest.raises(RuntimeError, match=r"self.alpha = 0.5; it is now 1.0"):
+        converted(x)
+    for cls, why in [(_Config, "reads self.cfg, a SimpleNamespace"), (_Dropout, "training flag"),
+                     (_OtherSelf, "calls the method self.helper")]:
+        model = cls()
+        model.cfg = types.SimpleNamespace(scale=2.0)
+        _, report = fastgan.convert(model, report=True)
+        assert type(model) is cls and not report.fused, cls
+        assert any(why in w for *_, w in report.skipped), (cls, report.skipped)

@@ -79,10 +79,10 @@ class BatchNorm2d(nn.BatchNorm2d, _SyncOptions):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, **kwargs)
         self._set_options(activation, negative_slope, sync, process_group)
 
-    def forward(self, x: torch.Tensor, stats: torch.Tensor | None = None) -> torch.Tensor:
-        """``stats``: x's per-channel (count, mean, M2) where the op that made x computed them
+    def forward(self, input: torch.Tensor, stats: torch.Tensor | None = None) -> torch.Tensor:
+        """``stats``: the input's per-channel (count, mean, M2) where the op that made it computed them
         (``fastgan.conv_transpose2d(..., bn_stats=True)``): the statistics pass is skipped."""
-        return _bn_forward(self, x, self.weight, self.bias, stats)
+        return _bn_forward(self, input, self.weight, self.bias, stats)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + self._options_repr()

@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .. import activations
 from ..ops.cond_batch_norm import conditional_batch_norm
 from .cond_batch_norm import BatchNorm2d, _bn_forward
 
@@ -77,14 +78,27 @@ class SyncBatchNorm2d(BatchNorm2d):
 
 def _hooked(*mods: nn.Module) -> bool:
     g = nn.modules.module
-    return bool(g._global_forward_hooks or g._global_forward_pre_hooks or g._global_backward_hooks) or any(
+    return bool(g._global_forward_hooks or g._global_forward_pre_hooks or g._global_backward_hooks or
+                g._global_backward_pre_hooks) or any(
         m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks for m in mods)
 
 
-def norm_then_act(norm: nn.Module, act: nn.Module, spec: tuple[str, float], *args, **kwargs) -> torch.Tensor:
-    """``act(norm(*args, **kwargs))`` as one fused call: ``norm`` a converted batch norm (fastgan's BatchNorm2d,
-    or a converted BigGAN / StudioGAN layer), ``act`` the ReLU / LeakyReLU module, ``spec`` its (name, slope)."""
-    if _hooked(norm, act):
+def _act_spec(act: nn.Module) -> tuple[str, float] | None:
+    """(name, slope) of a ReLU / LeakyReLU module as it is now (its slope may have been changed), else None."""
+    spec = activations.of_module(act, activations.BATCH_NORM)
+    return spec if spec is not None and spec[0] is not None else None
+
+
+def _fusable_norm(norm: nn.Module) -> bool:
+    return isinstance(norm, BatchNorm2d) or getattr(type(norm), "_fastgan_kind", None) in CBN_FORWARD
+
+
+def norm_then_act(norm: nn.Module, act: nn.Module, *args, **kwargs) -> torch.Tensor:
+    """``act(norm(*args, **kwargs))`` as one fused call where ``norm`` is a converted batch norm (fastgan's
+    BatchNorm2d, a converted BigGAN / StudioGAN layer) and ``act`` a ReLU / LeakyReLU (with its slope now), neither
+    with hooks; otherwise (a module swapped in since convert, hooks) the two calls."""
+    spec = _act_spec(act)
+    if spec is None or _hooked(norm, act) or not _fusable_norm(norm):
         return act(norm(*args, **kwargs))
     kind = getattr(type(norm), "_fastgan_kind", None)
     if kind in CBN_FORWARD:
@@ -92,20 +106,22 @@ def norm_then_act(norm: nn.Module, act: nn.Module, spec: tuple[str, float], *arg
     return _bn_then(norm, spec, *args, **kwargs)
 
 
-def _bn_then(bn: nn.Module, spec: tuple[str, float], x: torch.Tensor, stats=None) -> torch.Tensor:
-    return _bn_forward(bn, x, bn.weight, bn.bias, stats, opts=_Options(bn, spec))
+def _bn_then(bn: nn.Module, spec: tuple[str, float], input: torch.Tensor, stats=None) -> torch.Tensor:
+    return _bn_forward(bn, input, bn.weight, bn.bias, stats, opts=_Options(bn, spec))
 
 
-def run_norm_act(norm: nn.Module, partners: tuple, spec: tuple[str, float], x: torch.Tensor) -> torch.Tensor:
+def run_norm_act(norm: nn.Module, partners: tuple, _, x: torch.Tensor) -> torch.Tensor:
     """A batch norm and the activation in the slot after it."""
-    return norm_then_act(norm, partners[0], spec, x)
+    return norm_then_act(norm, partners[0], x)
 
 
 def run_conv_bn(conv: nn.Module, partners: tuple, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """A ConvTranspose2d, the batch norm after it (and the activation after that) as ``block``, a
     :class:`fastgan.nn.ConvTransposeBNAct` on the same modules (statistics from the convolution's epilogue, the
     batch norm folded into it in eval)."""
-    if _hooked(conv, *partners) or not isinstance(x, torch.Tensor) or x.dim() != 4:
+    spec = _act_spec(partners[1]) if len(partners) > 1 else (None, block.negative_slope)
+    if spec != (block.activation, block.negative_slope) or _hooked(conv, *partners) or \
+            not isinstance(x, torch.Tensor) or x.dim() != 4:
         for m in (conv, *partners):  # (unbatched input: the batch norm refuses it, as it would have)
             x = m(x)
         return x
