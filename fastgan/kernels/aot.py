@@ -54,16 +54,37 @@ def _ptxas_report(ptx: str, arch: str) -> dict:
     return entry
 
 
-def compile_all(archs=(80, 90)) -> list[dict]:
-    """One record per (configuration, arch): kernel, arch, constexprs, registers, spills, vector_loads, error."""
+def compile_all(archs=(80, 90), workers: int | None = None) -> list[dict]:
+    """One record per (configuration, arch): kernel, arch, constexprs, registers, spills, vector_loads, error.
+    Configurations compile in ``workers`` processes (default: one per CPU, at most 8), records in their order."""
     if os.environ.get("TRITON_INTERPRET") == "1":
         raise RuntimeError("unset TRITON_INTERPRET: interpreted kernels cannot be compiled")
+    n = sum(1 for _ in configs())
+    workers = max(1, min(workers or os.cpu_count() or 1, 8, n))
+    if workers == 1:
+        return [{k: v for k, v in r.items() if k != "_config"} for r in _compile_share(0, 1, tuple(archs))]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # (fork: the workers need no re-import; no GPU is touched here)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        shares = list(pool.map(_compile_share, range(workers), [workers] * workers, [tuple(archs)] * workers))
+    records = sorted((r for share in shares for r in share), key=lambda r: r["_config"])  # (stable: archs in order)
+    for r in records:
+        del r["_config"]
+    return records
+
+
+def _compile_share(share: int, shares: int, archs: tuple) -> list[dict]:
+    """The records of configurations share, share + shares, ... (each tagged with its index as ``_config``)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     records = []
-    for kernel, signature, constexprs, options in configs():
+    for index, (kernel, signature, constexprs, options) in enumerate(configs()):
+        if index % shares != share:
+            continue
         full = {name: ("constexpr" if name in constexprs else signature[name]) for name in kernel.arg_names}
         # launched tensors are 16-byte aligned, as Triton's launcher specialises them
         # (and integers the launcher sees as multiples of 16, where a configuration names them)
@@ -74,7 +95,8 @@ def compile_all(archs=(80, 90)) -> list[dict]:
         for cc in archs:
             if cc not in options.get("archs", (cc,)):
                 continue
-            rec = {"kernel": kernel.__name__, "arch": f"sm_{cc}", "num_warps": compile_options["num_warps"],
+            rec = {"_config": index, "kernel": kernel.__name__, "arch": f"sm_{cc}",
+                   "num_warps": compile_options["num_warps"],
                    "constexprs": {k: str(v) for k, v in constexprs.items()}}
             try:
                 src = ASTSource(fn=kernel, signature=full, constexprs=constexprs, attrs=attrs)
