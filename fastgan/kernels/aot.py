@@ -62,13 +62,14 @@ def compile_all(archs=(80, 90), workers: int | None = None) -> list[dict]:
     n = sum(1 for _ in configs())
     workers = max(1, min(workers or os.cpu_count() or 1, 8, n))
     if workers == 1:
-        return [{k: v for k, v in r.items() if k != "_config"} for r in _compile_share(0, 1, tuple(archs))]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+        shares = [_compile_share(0, 1, tuple(archs))]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-    # (fork: the workers need no re-import; no GPU is touched here)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        shares = list(pool.map(_compile_share, range(workers), [workers] * workers, [tuple(archs)] * workers))
+        # (fork: the workers need no re-import; no GPU is touched here)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            shares = list(pool.map(_compile_share, range(workers), [workers] * workers, [tuple(archs)] * workers))
     records = sorted((r for share in shares for r in share), key=lambda r: r["_config"])  # (stable: archs in order)
     for r in records:
         del r["_config"]
