@@ -415,9 +415,9 @@ def _fuse_in_traced_forward(parent: nn.Module, fusable: dict, path: str, report:
         users = list(nodes[0].users)
         act = None
         if len(users) == 1 and users[0].op == "call_module" and users[0].args == (nodes[0],) and not users[0].kwargs:
-            act = _act_of(targets[users[0].target])
+            act = conv_fwd._act_spec(targets[users[0].target])
         if act is None:
-            if any(u.op == "call_module" and _act_of(targets[u.target]) for u in users):
+            if any(u.op == "call_module" and conv_fwd._act_spec(targets[u.target]) for u in users):
                 report.skipped.append((at(target), "activation after it",
                                        "not fused: its output has another use (a residual)"))
             continue
@@ -559,11 +559,6 @@ def convert(model: nn.Module, *, spectral_norm: bool = True, batch_norm: bool = 
     return (model, rep) if report else model
 
 
-def _act_of(module) -> tuple[str, float] | None:
-    """(name, slope) of a ReLU / LeakyReLU module that a batch norm can apply, else None."""
-    return conv_fwd._act_spec(module) if module is not None else None
-
-
 def _fuse_run(seq, head, partners: tuple, runner, arg) -> None:
     """Mark ``head`` and the ``partners`` after it in ``seq`` as one run (computed by ``runner(head, partners, arg,
     x)`` while ``seq`` holds them in a row); ``seq`` runs on :func:`fastgan.nn.converted.sequential_forward`."""
@@ -580,7 +575,7 @@ def _plan_sequential_fusion(path, seq, fusable, rep, plan, conv_transpose: bool)
         child, nxt = seq._modules[names[i]], seq._modules[names[i + 1]]
         if conv_transpose and type(child) is nn.ConvTranspose2d and _conv_bn_pair(child, nxt, fusable):
             after = seq._modules[names[i + 2]] if i + 2 < len(names) else None
-            act = _act_of(after) if not conv_fwd._hooked(after) else None
+            act = conv_fwd._act_spec(after) if after is not None and not conv_fwd._hooked(after) else None
             run = names[i:i + (3 if act else 2)]
             fusable.pop(id(nxt))
             partners = (nxt, after) if act else (nxt,)
@@ -596,7 +591,7 @@ def _plan_sequential_fusion(path, seq, fusable, rep, plan, conv_transpose: bool)
             i += len(run)
             continue
         if id(child) in fusable and _cbn_kind(child) not in ("ccbn", "studiogan"):
-            act = _act_of(nxt)
+            act = conv_fwd._act_spec(nxt)
             if act is not None and conv_fwd._hooked(child, nxt):
                 rep.skipped.append((at(names[i + 1]), f"{type(nxt).__name__} after {at(names[i])}",
                                     "not fused: hooks are registered on them"))

@@ -635,3 +635,14 @@ def test_what_a_trace_would_fix_is_checked_or_not_traced():
         _, report = fastgan.convert(model, report=True)
         assert type(model) is cls and not report.fused, cls
         assert any(why in w for *_, w in report.skipped), (cls, report.skipped)
+
+
+def test_a_sequential_ending_in_conv_transpose_then_batch_norm_converts():
+    torch.manual_seed(0)
+    original = nn.Sequential(nn.ConvTranspose2d(3, 4, 4, 2, 1), nn.BatchNorm2d(4)).double()
+    converted, report = fastgan.convert(copy.deepcopy(original), report=True)
+    assert [layers for _, layers, _ in report.fused] == ["0 (ConvTranspose2d) -> 1 (BatchNorm2d)"]
+    x = _randn(2, 3, 4, 4)
+    for train in (True, False):
+        original.train(train), converted.train(train)
+        _check64(converted(x), original(x))

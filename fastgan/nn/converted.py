@@ -83,9 +83,9 @@ def _hooked(*mods: nn.Module) -> bool:
         m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks for m in mods)
 
 
-def _act_spec(act: nn.Module) -> tuple[str, float] | None:
+def _act_spec(act: nn.Module | None) -> tuple[str, float] | None:
     """(name, slope) of a ReLU / LeakyReLU module as it is now (its slope may have been changed), else None."""
-    spec = activations.of_module(act, activations.BATCH_NORM)
+    spec = activations.of_module(act, activations.BATCH_NORM) if act is not None else None
     return spec if spec is not None and spec[0] is not None else None
 
 
